@@ -1,0 +1,18 @@
+//! The Moments dev contract.
+//!
+//! `moments-dev` loads the Moments config the way the Go backend does
+//! ([`config`]), from typed settings ([`settings`]) whose schema defines the
+//! known keys ([`keys`]); from that it derives the Vite env ([`vite_env`]),
+//! the dev manifest ([`manifest`]) and the validation report ([`validate`]).
+//! [`secrets`] decides what is redacted. The binary (`main.rs`, [`cli`]) only
+//! parses flags and prints.
+
+pub mod cli;
+pub mod config;
+pub mod keys;
+pub mod manifest;
+pub mod report;
+pub mod secrets;
+pub mod settings;
+pub mod validate;
+pub mod vite_env;

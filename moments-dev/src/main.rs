@@ -1,0 +1,218 @@
+//! `moments-dev`: parse flags, load the config, print one answer.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::Value;
+
+use moments_dev::cli::{
+    Cli, ConfigCommand, DevCommand, DumpFormat, Group, ManifestFormat, ValidateFormat, ViteFormat,
+};
+use moments_dev::config::{ConfigRequest, LoadedConfig};
+use moments_dev::manifest::{build_manifest, redact_manifest};
+use moments_dev::report::render_human;
+use moments_dev::secrets::redact_config_value;
+use moments_dev::validate::{unknown_checks, validate, Inputs};
+use moments_dev::vite_env::{derive_vite_env, redacted, to_dotenv, to_shell, without_secrets};
+
+/// Exit status when the command could not run at all.
+const COULD_NOT_RUN: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(COULD_NOT_RUN)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let config_env = cli
+        .config
+        .config_env
+        .clone()
+        .or_else(|| {
+            env.get("MOMENTS_CONFIG_ENV")
+                .filter(|v| !v.is_empty())
+                .cloned()
+        })
+        .unwrap_or_else(|| "development".to_owned());
+    let request = ConfigRequest {
+        repo_root: cli.config.repo_root.clone(),
+        cwd: std::env::current_dir().context("cannot read the current directory")?,
+        config_env,
+        env_prefix: cli.config.env_prefix.clone(),
+        overrides: cli.config.config_override.clone(),
+        sets: cli.config.sets.clone(),
+        env,
+    };
+    let Group::Dev(command) = cli.group;
+
+    if let DevCommand::Validate { checks, .. } = &command {
+        let unknown = unknown_checks(checks);
+        if !unknown.is_empty() {
+            bail!(
+                "unknown check(s): {}; known checks: {}",
+                unknown.join(", "),
+                moments_dev::validate::CHECKS.join(", ")
+            );
+        }
+    }
+
+    let config = LoadedConfig::load(&request)?;
+    if !matches!(command, DevCommand::Validate { .. }) {
+        for warning in &config.warnings {
+            eprintln!("warning: {}\n  fix: {}", warning.message, warning.fix);
+        }
+    }
+
+    match command {
+        DevCommand::Manifest {
+            format,
+            show_secrets,
+        } => {
+            let mut manifest = build_manifest(&config);
+            if !show_secrets {
+                redact_manifest(&mut manifest);
+            }
+            let text = match format {
+                ManifestFormat::Json => serde_json::to_string_pretty(&manifest)? + "\n",
+                ManifestFormat::Yaml => yaml_serde::to_string(&manifest)?,
+            };
+            emit(&text)?;
+        }
+        DevCommand::ViteEnv {
+            format,
+            show_secrets,
+        } => {
+            let env = derive_vite_env(&config.settings);
+            let text = match format {
+                ViteFormat::Json => {
+                    let shown = if show_secrets { env } else { redacted(&env) };
+                    serde_json::to_string_pretty(&shown)? + "\n"
+                }
+                ViteFormat::Env | ViteFormat::Dotenv => {
+                    let shown = if show_secrets {
+                        env
+                    } else {
+                        let (kept, left_out) = without_secrets(&env);
+                        if !left_out.is_empty() {
+                            eprintln!(
+                                "note: left out secret variable(s) {}; pass --show-secrets to include them",
+                                left_out.join(", ")
+                            );
+                        }
+                        kept
+                    };
+                    match format {
+                        ViteFormat::Env => to_shell(&shown),
+                        _ => to_dotenv(&shown)?,
+                    }
+                }
+            };
+            emit(&text)?;
+        }
+        DevCommand::Validate { format, checks } => {
+            let manifest = build_manifest(&config);
+            let path_var = request.env.get("PATH").map(String::as_str);
+            let inputs = Inputs {
+                config: &config,
+                manifest: &manifest,
+                path_var,
+            };
+            let report = validate(&inputs, &checks);
+            let text = match format {
+                ValidateFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+                ValidateFormat::Human => render_human(&report),
+            };
+            emit(&text)?;
+            return Ok(if report.valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        DevCommand::Config(ConfigCommand::Get { key, show_secrets }) => {
+            let Some(value) = config.get(&key) else {
+                eprintln!(
+                    "error: no key `{key}` in the config (see `moments-dev dev config dump` for every key)"
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let value = shown(&key, value, show_secrets);
+            let text = match value {
+                Value::String(text) => text,
+                other => serde_json::to_string(&other)?,
+            };
+            emit(&(text + "\n"))?;
+        }
+        DevCommand::Config(ConfigCommand::Dump {
+            show_origin,
+            show_secrets,
+            format,
+        }) => {
+            let leaves = config.leaves();
+            let text = match format {
+                DumpFormat::Text => {
+                    let mut out = String::new();
+                    for (key, value) in &leaves {
+                        let value = serde_json::to_string(&shown(key, value, show_secrets))?;
+                        out.push_str(&format!("{key} = {value}"));
+                        if show_origin {
+                            if let Some(origin) = config.origin(key) {
+                                out.push_str(&format!("  # {origin}"));
+                            }
+                        }
+                        out.push('\n');
+                    }
+                    out
+                }
+                DumpFormat::Json => {
+                    let mut map = serde_json::Map::new();
+                    for (key, value) in &leaves {
+                        let value = shown(key, value, show_secrets);
+                        let entry = if show_origin {
+                            let origin = config.origin(key).map(|o| o.to_string());
+                            serde_json::json!({ "value": value, "origin": origin })
+                        } else {
+                            value
+                        };
+                        map.insert(key.clone(), entry);
+                    }
+                    serde_json::to_string_pretty(&map)? + "\n"
+                }
+            };
+            emit(&text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shown(key: &str, value: &Value, show_secrets: bool) -> Value {
+    if show_secrets {
+        value.clone()
+    } else {
+        redact_config_value(key, value)
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
+    }
+}
