@@ -7,6 +7,7 @@
 //! keeps its provenance, so errors and `config dump --show-origin` can name
 //! the file, env var or flag it came from.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -137,8 +138,9 @@ pub struct LoadedConfig {
     /// Non-fatal findings (unknown YAML keys, a missing `<env>.yaml`).
     pub warnings: Vec<ConfigWarning>,
     figment: Figment,
-    /// Every key, typed values coerced: what the backend would see.
-    effective: Value,
+    /// Every key, typed values coerced: what the backend would see. Built on
+    /// first use; most commands only need `settings`.
+    effective: OnceCell<Value>,
 }
 
 const DEFAULT_LAYER: &str = "default";
@@ -286,14 +288,6 @@ impl LoadedConfig {
         let settings: MomentsSettings = figment
             .extract_lossy()
             .map_err(|err| type_error(err, &repo_root, &request.env_prefix))?;
-        let raw: Value = figment
-            .extract()
-            .map_err(|err| ConfigError::Invalid(err.to_string()))?;
-        let typed =
-            serde_json::to_value(&settings).map_err(|err| ConfigError::Invalid(err.to_string()))?;
-        let mut effective = raw;
-        overlay(&mut effective, typed);
-
         Ok(LoadedConfig {
             repo_root,
             config_env: env.to_owned(),
@@ -302,14 +296,27 @@ impl LoadedConfig {
             files,
             warnings,
             figment,
-            effective,
+            effective: OnceCell::new(),
         })
     }
 
     /// The effective value of any key (typed keys coerced to their type).
     pub fn get(&self, key: &str) -> Option<&Value> {
         key.split('.')
-            .try_fold(&self.effective, |value, segment| value.get(segment))
+            .try_fold(self.effective(), |value, segment| value.get(segment))
+    }
+
+    fn effective(&self) -> &Value {
+        self.effective.get_or_init(|| {
+            // Both conversions read data that figment already parsed and
+            // `settings` already extracted, so they do not fail in practice;
+            // an empty tree is the safe answer if they ever did.
+            let mut effective: Value = self.figment.extract().unwrap_or_default();
+            if let Ok(typed) = serde_json::to_value(&self.settings) {
+                overlay(&mut effective, typed);
+            }
+            effective
+        })
     }
 
     /// Where the value of `key` came from.
@@ -326,7 +333,7 @@ impl LoadedConfig {
     /// Every leaf key with its effective value, sorted by key.
     pub fn leaves(&self) -> Vec<(String, &Value)> {
         let mut out = Vec::new();
-        flatten_json(&self.effective, &mut String::new(), &mut out);
+        flatten_json(self.effective(), &mut String::new(), &mut out);
         out
     }
 

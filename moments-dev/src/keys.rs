@@ -31,9 +31,9 @@ impl KeyTable {
     pub fn for_settings() -> KeyTable {
         let schema = schemars::schema_for!(MomentsSettings);
         let root = schema.as_value();
-        let defs = root.get("$defs").cloned().unwrap_or(Value::Null);
+        let defs = root.get("$defs").unwrap_or(&Value::Null);
         let mut keys = BTreeMap::new();
-        walk(root, &defs, &mut Vec::new(), &mut keys);
+        walk(root, defs, &mut Vec::new(), &mut keys);
         KeyTable { keys }
     }
 

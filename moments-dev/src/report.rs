@@ -14,10 +14,11 @@ pub fn render_human(report: &ValidationReport) -> String {
             (false, true) => "ok",
             (false, false) => "FAIL",
         };
-        out.push_str(&format!("{status:<5} {name:<12}"));
-        if let Some(message) = &outcome.message {
-            out.push_str(&format!(" {message}"));
-        }
+        let line = format!(
+            "{status:<5} {name:<12} {}",
+            outcome.message.as_deref().unwrap_or("")
+        );
+        out.push_str(line.trim_end());
         out.push('\n');
     }
     for (title, issues) in [("error", &report.errors), ("warning", &report.warnings)] {

@@ -522,10 +522,10 @@ fn http_get_status(host: &str, port: u16, path: &str) -> std::io::Result<u16> {
     let mut stream = connect(host, port)?;
     stream.set_read_timeout(Some(NETWORK_TIMEOUT))?;
     stream.set_write_timeout(Some(NETWORK_TIMEOUT))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
-    )?;
+    // One write: a server may answer and close as soon as it has a request line.
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
     let mut head = [0u8; 64];
     let mut len = 0;
     while len < head.len() {

@@ -115,11 +115,25 @@ fn dotenv_value(key: &str, value: &str) -> Result<String, DotenvError> {
     if plain {
         return Ok(escaped);
     }
+    if value.ends_with('\\') {
+        // Quoted, it would end in \' (or \` or \"), which dotenv reads as an
+        // escaped quote: the value would swallow the following lines.
+        return Err(refuse(
+            "the value ends with a backslash, which dotenv would read as escaping the closing quote",
+        ));
+    }
     let quote = if !value.contains('\'') {
         '\''
     } else if !value.contains('`') {
         '`'
     } else if !value.contains('"') {
+        // dotenv expands \n (and Vite 7 also \r) inside double quotes, with
+        // no escape to prevent it: such a value cannot round-trip.
+        if value.contains("\\n") || value.contains("\\r") {
+            return Err(refuse(
+                "the value needs double quotes (it has both ' and `) and contains \\n or \\r, which dotenv would turn into a line break",
+            ));
+        }
         '"'
     } else {
         return Err(refuse(
@@ -159,7 +173,7 @@ mod tests {
 
     #[test]
     fn dotenv_refuses_what_it_cannot_round_trip() {
-        for value in ["a\rb", "a\0b", "'`\""] {
+        for value in ["a\rb", "a\0b", "'`\"", "'`\\n", "'`\\r", "x y\\"] {
             let err = to_dotenv(&env(&[("VITE_X", value)])).unwrap_err();
             assert_eq!(err.key, "VITE_X");
         }

@@ -1,0 +1,96 @@
+//! Helpers shared by the moments-dev integration tests: a private copy of the
+//! example repo and a `moments-dev` command with a clean environment.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+/// `--check` flags for the validate checks that do not depend on the
+/// machine (`ports`, `db` and `health` do).
+pub const STATIC_CHECKS: [&str; 8] = [
+    "--check",
+    "config",
+    "--check",
+    "consistency",
+    "--check",
+    "tools",
+    "--check",
+    "keys",
+];
+
+/// `examples/moments` in the workspace.
+pub fn example_repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/moments")
+}
+
+/// A temp copy of the example repo, at `<tmp>/moments`.
+pub struct RepoCopy {
+    _dir: TempDir,
+    pub root: PathBuf,
+}
+
+impl RepoCopy {
+    pub fn new() -> RepoCopy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join("moments");
+        copy_dir(&example_repo(), &root);
+        RepoCopy { _dir: dir, root }
+    }
+
+    pub fn write(&self, relative: &str, text: &str) -> &RepoCopy {
+        let path = self.root.join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+        self
+    }
+
+    /// `moments-dev --repo-root <copy> <args…>` with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = moments_dev();
+        cmd.arg("--repo-root").arg(&self.root).args(args);
+        cmd
+    }
+}
+
+/// `moments-dev` with only PATH and HOME set, so a developer's own
+/// `MOMENTS_*` variables cannot change what the tests see.
+pub fn moments_dev() -> Command {
+    let mut cmd = Command::cargo_bin("moments-dev").expect("moments-dev binary");
+    cmd.env_clear();
+    for var in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read example dir") {
+        let entry = entry.expect("entry");
+        let name = entry.file_name();
+        // Run-time state of the example must not leak into tests.
+        if [".devctl", "keys", "var", "__pycache__"].contains(&name.to_string_lossy().as_ref()) {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// stdout of a finished command as UTF-8.
+pub fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stdout.clone()).expect("utf-8 stdout")
+}
+
+pub fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8(output.stderr.clone()).expect("utf-8 stderr")
+}
