@@ -1,0 +1,280 @@
+//! The host's view of one plugin's stdout after the handshake: route each
+//! response to its pending call by request id, each event to its stream, and
+//! apply the fatal-frame rules (DESIGN §2.5). Late or unknown responses are
+//! dropped. The reader never waits for a consumer, so it cannot deadlock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use devctl_contract::protocol::{decode_frame, Event, Frame, FrameError, Response};
+use devctl_contract::ErrorCode;
+use tokio::io::AsyncBufRead;
+use tokio::sync::{oneshot, Notify};
+
+use super::error::Fatal;
+use crate::frame_io::{LineError, LineReader};
+
+/// At most this many distinct streams are buffered at once.
+const MAX_STREAMS: usize = 1024;
+
+pub(crate) type Reply = Result<Response, Fatal>;
+
+/// State shared by the reader task and the client.
+pub(crate) struct Connection {
+    routes: Mutex<Routes>,
+    stream_capacity: usize,
+}
+
+#[derive(Default)]
+struct Routes {
+    pending: HashMap<String, oneshot::Sender<Reply>>,
+    streams: HashMap<String, Arc<StreamState>>,
+    fatal: Option<Fatal>,
+}
+
+impl Connection {
+    pub fn new(stream_capacity: usize) -> Connection {
+        Connection {
+            routes: Mutex::new(Routes::default()),
+            stream_capacity,
+        }
+    }
+
+    /// Registers a pending call; fails with the cause once the connection died.
+    pub fn expect(&self, request_id: String) -> Result<oneshot::Receiver<Reply>, Fatal> {
+        let mut routes = lock(&self.routes);
+        if let Some(fatal) = &routes.fatal {
+            return Err(fatal.clone());
+        }
+        let (tx, rx) = oneshot::channel();
+        routes.pending.insert(request_id, tx);
+        Ok(rx)
+    }
+
+    /// Forgets a pending call (after its timeout): a late answer is dropped.
+    pub fn forget(&self, request_id: &str) {
+        lock(&self.routes).pending.remove(request_id);
+    }
+
+    pub fn fatal(&self) -> Option<Fatal> {
+        lock(&self.routes).fatal.clone()
+    }
+
+    /// The buffer of `stream_id`, created if events have not arrived yet.
+    pub fn stream(&self, stream_id: &str) -> Arc<StreamState> {
+        let mut routes = lock(&self.routes);
+        let failed = routes.fatal.clone();
+        routes
+            .streams
+            .entry(stream_id.to_owned())
+            .or_insert_with(|| Arc::new(StreamState::new(self.stream_capacity, failed)))
+            .clone()
+    }
+
+    pub fn release_stream(&self, stream_id: &str) {
+        lock(&self.routes).streams.remove(stream_id);
+    }
+
+    /// Marks the connection dead and fails everything waiting on it.
+    pub fn fail(&self, fatal: Fatal) {
+        let (pending, streams) = {
+            let mut routes = lock(&self.routes);
+            if routes.fatal.is_some() {
+                return;
+            }
+            routes.fatal = Some(fatal.clone());
+            (
+                std::mem::take(&mut routes.pending),
+                routes.streams.values().cloned().collect::<Vec<_>>(),
+            )
+        };
+        for (_, waiter) in pending {
+            let _ = waiter.send(Err(fatal.clone()));
+        }
+        for stream in streams {
+            stream.fail(&fatal);
+        }
+    }
+
+    fn route_response(&self, response: Response) {
+        let waiter = lock(&self.routes).pending.remove(&response.request_id);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(Ok(response));
+            }
+            None => tracing::debug!(
+                request_id = %response.request_id,
+                "dropped a response nobody waits for (late, or an unknown id)"
+            ),
+        }
+    }
+
+    fn route_event(&self, event: Event) {
+        let stream = {
+            let mut routes = lock(&self.routes);
+            match routes.streams.get(&event.stream_id) {
+                Some(stream) => stream.clone(),
+                None if routes.streams.len() < MAX_STREAMS => {
+                    let stream = Arc::new(StreamState::new(self.stream_capacity, None));
+                    routes
+                        .streams
+                        .insert(event.stream_id.clone(), stream.clone());
+                    stream
+                }
+                None => return,
+            }
+        };
+        stream.push(event);
+    }
+}
+
+/// Reads frames until the plugin's stdout ends or breaks a rule.
+pub(crate) async fn read_frames<R: AsyncBufRead + Unpin>(
+    connection: Arc<Connection>,
+    mut reader: LineReader<R>,
+) {
+    let fatal = loop {
+        let line = match reader.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                break Fatal {
+                    code: ErrorCode::Runtime,
+                    message: "the plugin closed its stdout (it exited or crashed)".into(),
+                }
+            }
+            Err(LineError::TooLarge { limit }) => {
+                break Fatal {
+                    code: ErrorCode::FrameTooLarge,
+                    message: format!("the plugin sent a line longer than {limit} bytes"),
+                }
+            }
+            Err(LineError::Io(err)) => {
+                break Fatal {
+                    code: ErrorCode::Runtime,
+                    message: format!("cannot read the plugin's stdout: {err}"),
+                }
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Frame>(line) {
+            Ok(Frame::Response(response)) => connection.route_response(response),
+            Ok(Frame::Event(event)) => connection.route_event(event),
+            Ok(other) => {
+                break Fatal {
+                    code: ErrorCode::UnexpectedFrame,
+                    message: format!(
+                        "the plugin sent a {} frame after its handshake",
+                        other.type_name()
+                    ),
+                }
+            }
+            Err(_) => break classify_bad_line(line),
+        }
+    };
+    connection.fail(fatal);
+}
+
+fn classify_bad_line(line: &[u8]) -> Fatal {
+    let text = String::from_utf8_lossy(line);
+    let shown: String = text.chars().take(120).collect();
+    match decode_frame(&text) {
+        Err(FrameError::InvalidJson(_)) => Fatal {
+            code: ErrorCode::StdoutContamination,
+            message: format!("the plugin wrote a non-frame line to stdout: {shown:?}"),
+        },
+        Err(err) => Fatal {
+            code: ErrorCode::UnexpectedFrame,
+            message: format!("{err}: {shown:?}"),
+        },
+        Ok(_) => Fatal {
+            code: ErrorCode::UnexpectedFrame,
+            message: format!("unreadable frame: {shown:?}"),
+        },
+    }
+}
+
+/// The buffered events of one stream.
+pub(crate) struct StreamState {
+    queue: Mutex<StreamQueue>,
+    ready: Notify,
+    capacity: usize,
+}
+
+struct StreamQueue {
+    events: VecDeque<Event>,
+    dropped: u64,
+    ended: bool,
+    failed: Option<Fatal>,
+}
+
+impl StreamState {
+    fn new(capacity: usize, failed: Option<Fatal>) -> StreamState {
+        StreamState {
+            queue: Mutex::new(StreamQueue {
+                events: VecDeque::new(),
+                dropped: 0,
+                ended: false,
+                failed,
+            }),
+            ready: Notify::new(),
+            capacity,
+        }
+    }
+
+    fn push(&self, event: Event) {
+        {
+            let mut queue = lock(&self.queue);
+            if queue.ended {
+                tracing::debug!(stream_id = %event.stream_id, "dropped an event after end");
+                return;
+            }
+            if event.is_end() {
+                queue.ended = true;
+            }
+            // `end` is always kept so the consumer learns the stream is over.
+            if queue.events.len() < self.capacity || event.is_end() {
+                queue.events.push_back(event);
+            } else {
+                queue.dropped += 1;
+            }
+        }
+        self.ready.notify_one();
+    }
+
+    fn fail(&self, fatal: &Fatal) {
+        lock(&self.queue).failed = Some(fatal.clone());
+        self.ready.notify_one();
+    }
+
+    /// The next event; `Err` when the connection died first; `Ok(None)`
+    /// after `end` was delivered.
+    pub async fn next(&self) -> Result<Option<Event>, Fatal> {
+        loop {
+            {
+                let mut queue = lock(&self.queue);
+                if let Some(event) = queue.events.pop_front() {
+                    return Ok(Some(event));
+                }
+                if queue.ended {
+                    return Ok(None);
+                }
+                if let Some(fatal) = &queue.failed {
+                    return Err(fatal.clone());
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        lock(&self.queue).dropped
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked mid-update of plain
+    // maps; the data is still usable.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

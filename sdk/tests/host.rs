@@ -1,0 +1,371 @@
+//! `sdk::host` against real child processes: a well-behaved plugin and each
+//! misbehaving fixture of `fixtures/plugin_fixture.py`. Every case must end in
+//! its documented error within its bound and leave no process behind.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use devctl_sdk::contract::ErrorCode;
+use devctl_sdk::host::{group_members, Client, HostOptions, OpError, PluginSpec, RequestMeta, StderrSink};
+use serde_json::{json, Value};
+
+const CALL: Duration = Duration::from_secs(5);
+
+fn fixture(mode: &str) -> PluginSpec {
+    PluginSpec {
+        id: mode.to_owned(),
+        program: "python3".into(),
+        args: vec![
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/plugin_fixture.py")
+                .display()
+                .to_string(),
+            mode.to_owned(),
+        ],
+        ..PluginSpec::default()
+    }
+}
+
+fn quiet() -> HostOptions {
+    HostOptions {
+        stderr: StderrSink::Discard,
+        ..HostOptions::default()
+    }
+}
+
+async fn start(mode: &str) -> Client {
+    Client::start(&fixture(mode), RequestMeta::default(), quiet())
+        .await
+        .unwrap_or_else(|err| panic!("{mode} should start: {err}"))
+}
+
+/// Closes the client and checks that its whole process group is gone.
+async fn close_cleanly(client: Client) -> devctl_sdk::host::CloseReport {
+    let pgid = client.pgid().expect("a real process");
+    let report = client.close().await;
+    assert!(report.leftover.is_empty(), "left behind: {:?}", report.leftover);
+    assert!(group_members(pgid).is_empty(), "group {pgid} still has members");
+    report
+}
+
+fn cause(err: &OpError) -> Option<&str> {
+    err.details.as_ref()?.get("cause")?.as_str()
+}
+
+#[tokio::test]
+async fn a_good_plugin_answers_and_exits_on_stdin_eof() {
+    let client = start("good").await;
+    assert_eq!(client.handshake().plugin_name, "fixture-good");
+    let reply = client.call("ping", json!({"a": 1}), CALL).await.unwrap();
+    assert_eq!(reply.output, json!({"a": 1}));
+    let report = close_cleanly(client).await;
+    assert_eq!(report.how, "exited");
+    assert_eq!(report.exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn request_meta_is_bound_to_the_client_and_the_deadline_comes_from_the_timeout() {
+    let meta = RequestMeta {
+        repo_root: Some(PathBuf::from("/some/repo")),
+        cwd: Some(PathBuf::from("/some/repo/web")),
+        dry_run: true,
+    };
+    let client = Client::start(&fixture("good"), meta, quiet()).await.unwrap();
+    let reply = client.call("ctx", Value::Null, Duration::from_millis(1500)).await.unwrap();
+    assert_eq!(
+        reply.output,
+        json!({"repo_root": "/some/repo", "cwd": "/some/repo/web", "dry_run": true, "deadline_ms": 1500})
+    );
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn an_undeclared_op_fails_locally_at_once() {
+    let client = start("ignore-unknown").await;
+    let started = Instant::now();
+    let err = client.call("build.run", json!({}), CALL).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert_eq!(err.code, ErrorCode::Unsupported);
+    assert_eq!((err.plugin_id.as_str(), err.op.as_str()), ("ignore-unknown", "build.run"));
+    assert!(err.is_unsupported());
+    // A declared op the plugin ignores is bounded by the call's timeout.
+    let err = client.call("ping", json!({}), Duration::from_millis(200)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn nothing_is_written_for_an_undeclared_op() {
+    // In memory, so we can read exactly what the host writes.
+    let (host_out, mut plugin_in) = tokio::io::duplex(4096);
+    let (mut plugin_out, host_in) = tokio::io::duplex(4096);
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    plugin_out
+        .write_all(b"{\"type\":\"handshake\",\"protocol_version\":\"v2\",\"plugin_name\":\"p\",\"capabilities\":{\"ops\":[\"ping\"]}}\n")
+        .await
+        .unwrap();
+    let client = Client::connect("p", host_in, host_out, RequestMeta::default(), quiet())
+        .await
+        .unwrap();
+    assert!(client.call("launch.plan", json!({}), CALL).await.unwrap_err().is_unsupported());
+    let ping = client.call("ping", json!({}), Duration::from_millis(100));
+    let mut first = String::new();
+    let (_, read) = tokio::join!(ping, async {
+        let mut reader = tokio::io::BufReader::new(&mut plugin_in);
+        reader.read_line(&mut first).await
+    });
+    read.unwrap();
+    let request: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(request["op"], "ping", "the first line written is the declared call");
+    assert_eq!(request["request_id"], "p-1");
+}
+
+#[tokio::test]
+async fn a_plugin_that_never_handshakes_fails_within_two_seconds() {
+    let started = Instant::now();
+    let err = Client::start(&fixture("never-handshake"), RequestMeta::default(), quiet())
+        .await
+        .err()
+        .expect("no handshake, no client");
+    let elapsed = started.elapsed();
+    assert_eq!(err.code, ErrorCode::InvalidHandshake);
+    assert!(err.message.contains("no handshake within 2000 ms"), "{}", err.message);
+    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_banner_before_the_handshake_is_an_invalid_handshake() {
+    let err = Client::start(&fixture("banner"), RequestMeta::default(), quiet())
+        .await
+        .err()
+        .expect("banner");
+    assert_eq!(err.code, ErrorCode::InvalidHandshake);
+    assert!(err.message.contains("first stdout line is not a frame"), "{}", err.message);
+    assert!(err.message.contains("Starting fixture plugin"), "{}", err.message);
+}
+
+#[tokio::test]
+async fn text_after_the_handshake_is_fatal_for_pending_and_later_calls() {
+    let client = start("text-after").await;
+    let err = client.call("ping", json!({}), CALL).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Runtime);
+    assert_eq!(cause(&err), Some("E_PROTOCOL_STDOUT_CONTAMINATION"));
+    assert!(err.message.contains("debug: got a request"), "{}", err.message);
+    let started = Instant::now();
+    let again = client.call("ping", json!({}), CALL).await.unwrap_err();
+    assert_eq!(cause(&again), Some("E_PROTOCOL_STDOUT_CONTAMINATION"));
+    assert!(started.elapsed() < Duration::from_millis(50));
+    assert!(client.failure().is_some());
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn a_hung_plugin_is_bounded_and_its_whole_group_is_killed() {
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let options = HostOptions {
+        stderr: StderrSink::Callback(Arc::new(move |id: &str, line: &str| {
+            sink.lock().unwrap().push(format!("[{id}] {line}"));
+        })),
+        eof_grace: Duration::from_millis(100),
+        term_grace: Duration::from_millis(300),
+        ..HostOptions::default()
+    };
+    let client = Client::start(&fixture("hang"), RequestMeta::default(), options).await.unwrap();
+    let started = Instant::now();
+    let err = client.call("ping", json!({}), Duration::from_millis(300)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // stderr is forwarded with the plugin id; it names the child process.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let child_pid = loop {
+        let found = lines.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("[hang] child pid ").and_then(|p| p.parse::<i32>().ok())
+        });
+        if let Some(pid) = found {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "stderr never arrived");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let report = close_cleanly(client).await;
+    assert_eq!(report.how, "killed", "SIGTERM is ignored, so SIGKILL it is");
+    assert!(!Path::new(&format!("/proc/{child_pid}")).exists() || is_zombie(child_pid));
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(true)
+}
+
+#[tokio::test]
+async fn a_crash_mid_request_fails_the_call_at_once() {
+    let client = start("crash").await;
+    let started = Instant::now();
+    let err = client.call("ping", json!({}), Duration::from_secs(10)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(err.code, ErrorCode::Runtime);
+    assert!(err.message.contains("closed its stdout"), "{}", err.message);
+    assert!(client.stderr_lines().iter().any(|l| l.contains("crashing on purpose"))
+        || tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                if client.stderr_lines().iter().any(|l| l.contains("crashing on purpose")) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .is_ok());
+    let report = close_cleanly(client).await;
+    assert_eq!(report.exit_code, Some(3));
+}
+
+#[tokio::test]
+async fn a_100_mb_line_is_cut_off_at_the_frame_bound() {
+    let options = HostOptions {
+        max_frame_bytes: 1024 * 1024,
+        ..quiet()
+    };
+    let client = Client::start(&fixture("huge-line"), RequestMeta::default(), options).await.unwrap();
+    let started = Instant::now();
+    let err = client.call("ping", json!({}), Duration::from_secs(10)).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert_eq!(cause(&err), Some("E_PROTOCOL_FRAME_TOO_LARGE"));
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn a_stderr_flood_before_the_handshake_does_not_block_the_plugin() {
+    let client = start("stderr-flood").await;
+    let reply = client.call("ping", json!("after the flood"), CALL).await.unwrap();
+    assert_eq!(reply.output, json!("after the flood"));
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn an_answer_with_the_wrong_id_is_dropped_and_the_call_times_out() {
+    let client = start("wrong-id").await;
+    let err = client.call("ping", json!({}), Duration::from_millis(300)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    assert!(client.failure().is_none(), "a stray response is not fatal");
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn a_late_response_is_dropped_and_does_not_confuse_the_next_call() {
+    let client = start("good").await;
+    let err = client.call("slow", json!({"ms": 300}), Duration::from_millis(50)).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout);
+    let reply = client.call("slow", json!({"ms": 400}), CALL).await.unwrap();
+    assert_eq!(reply.output, json!({"slept": 400}), "not the late answer to the first call");
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn pipelined_calls_are_matched_by_id() {
+    let client = Arc::new(start("good").await);
+    let calls = (0..500).map(|n| {
+        let client = client.clone();
+        tokio::spawn(async move { (n, client.call("ping", json!({"n": n}), CALL).await) })
+    });
+    for call in calls {
+        let (n, reply) = call.await.unwrap();
+        assert_eq!(reply.unwrap().output, json!({"n": n}));
+    }
+    let client = Arc::into_inner(client).expect("sole owner");
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn stream_events_arrive_in_order_and_nothing_after_end() {
+    let client = start("good").await;
+    let mut stream = client.start_stream("ticks", json!({"count": 2000}), CALL).await.unwrap();
+    let mut seen = 0;
+    while let Some(event) = stream.next().await.unwrap() {
+        assert_eq!(event.stream_id, stream.id());
+        if event.is_end() {
+            continue;
+        }
+        assert_eq!(event.fields.unwrap()["n"], json!(seen));
+        seen += 1;
+    }
+    assert_eq!(seen, 2000, "the tick sent after end was dropped");
+    drop(stream);
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn a_consumer_that_does_not_read_never_blocks_calls() {
+    let options = HostOptions {
+        stream_buffer: 16,
+        ..quiet()
+    };
+    let client = Client::start(&fixture("good"), RequestMeta::default(), options).await.unwrap();
+    let mut stream = client.start_stream("ticks", json!({"count": 100_000}), CALL).await.unwrap();
+    for n in 0..10 {
+        let reply = client.call("ping", json!(n), CALL).await.unwrap();
+        assert_eq!(reply.output, json!(n));
+    }
+    let mut received = 0u64;
+    let mut ended = false;
+    while let Some(event) = stream.next().await.unwrap() {
+        if event.is_end() {
+            ended = true;
+        } else {
+            received += 1;
+        }
+    }
+    assert!(ended);
+    assert_eq!(received + stream.dropped(), 100_000, "every event is either delivered or counted");
+    assert!(received <= 16 + 1);
+    drop(stream);
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn dropping_a_client_kills_its_group() {
+    let client = start("hang").await;
+    let pgid = client.pgid().unwrap();
+    drop(client);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !group_members(pgid).is_empty() {
+        assert!(Instant::now() < deadline, "group {pgid} survived the drop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_example_plugin_keeps_stdout_clean_despite_println() {
+    let client = Client::start(&example("minimal-plugin"), RequestMeta::default(), quiet())
+        .await
+        .unwrap();
+    let reply = client
+        .call("command.run", json!({"name": "hello", "argv": ["world"]}), CALL)
+        .await
+        .unwrap();
+    assert_eq!(reply.output, json!({"exit_code": 0}));
+    // The println! went to stderr, not into the protocol.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !client.stderr_lines().iter().any(|l| l == "hello world") {
+        assert!(Instant::now() < deadline, "stderr: {:?}", client.stderr_lines());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(client.failure().is_none());
+    let report = close_cleanly(client).await;
+    assert_eq!(report.how, "exited");
+}
+
+/// An SDK example binary, built by `cargo test` next to the test binaries.
+fn example(name: &str) -> PluginSpec {
+    let exe = std::env::current_exe().expect("test path");
+    let debug_dir = exe.parent().and_then(Path::parent).expect("target dir");
+    PluginSpec {
+        id: name.to_owned(),
+        program: debug_dir.join("examples").join(name),
+        ..PluginSpec::default()
+    }
+}

@@ -1,0 +1,230 @@
+//! `sdk::plugin` driven in memory through `testing::Harness`: the generated
+//! handshake, unknown ops, bad input, concurrency, deadlines, cancellation
+//! at stdin EOF, streams, commands, warnings and notes.
+
+use std::time::Duration;
+
+use devctl_sdk::contract::protocol::{CommandSpec, Frame, Request, RequestContext};
+use devctl_sdk::contract::ErrorCode;
+use devctl_sdk::plugin::testing::Harness;
+use devctl_sdk::plugin::{Ctx, OpError, Plugin};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    count: u64,
+}
+
+fn plugin() -> Plugin {
+    Plugin::new("test")
+        .op("echo", |_: Ctx, input: Value| async move { Ok::<_, OpError>(input) })
+        .op("sleep", |_: Ctx, input: Sleep| async move {
+            tokio::time::sleep(Duration::from_millis(input.ms)).await;
+            Ok::<_, OpError>(json!({"slept": input.ms}))
+        })
+        .op("ctx", |ctx: Ctx, _: Value| async move {
+            ctx.warn("careful");
+            ctx.note("fyi");
+            Ok::<_, OpError>(json!({
+                "repo_root": ctx.repo_root(),
+                "dry_run": ctx.dry_run(),
+                "has_deadline": ctx.deadline().is_some(),
+            }))
+        })
+        .op("fail", |_: Ctx, _: Value| async move {
+            Err::<Value, _>(OpError::runtime("it broke").with_details(json!({"why": "test"})))
+        })
+        .stream("count", |_: Ctx, input: Count, sink| async move {
+            for n in 0..input.count {
+                let mut fields = serde_json::Map::new();
+                fields.insert("n".into(), json!(n));
+                sink.emit("tick", Some(fields));
+            }
+            Ok(())
+        })
+        .stream("forever", |ctx: Ctx, _: Value, sink| async move {
+            sink.log("info", "started");
+            ctx.cancelled().await;
+            Ok(())
+        })
+        .command(
+            CommandSpec {
+                name: "greet".into(),
+                help: Some("say hi".into()),
+                args_spec: Vec::new(),
+            },
+            |_: Ctx, input| async move { Ok(input.argv.len() as i32) },
+        )
+        .watch(&["config/app/*.yaml"])
+}
+
+#[tokio::test]
+async fn the_handshake_lists_exactly_what_is_registered() {
+    let harness = Harness::start(plugin()).await;
+    let caps = &harness.handshake.capabilities;
+    assert_eq!(harness.handshake.protocol_version, "v2");
+    assert_eq!(harness.handshake.plugin_name, "test");
+    assert_eq!(
+        caps.ops,
+        ["command.run", "count", "ctx", "echo", "fail", "forever", "sleep"]
+    );
+    assert_eq!(caps.streams, ["count", "forever"]);
+    assert_eq!(caps.commands[0].name, "greet");
+    assert_eq!(
+        harness.handshake.declares.as_ref().unwrap().watch,
+        ["config/app/*.yaml"]
+    );
+    devctl_sdk::contract::handshake::validate_handshake(&harness.handshake).unwrap();
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn an_unknown_op_is_answered_unsupported_with_its_id() {
+    let mut harness = Harness::start(plugin()).await;
+    let response = harness.request("build.run", json!({})).await;
+    assert!(!response.ok);
+    assert_eq!(response.request_id, "t-1");
+    assert_eq!(response.error.unwrap().code, ErrorCode::Unsupported);
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn bad_input_never_kills_the_plugin() {
+    let mut harness = Harness::start(plugin()).await;
+    harness.send_line("this is not json").await;
+    harness.send_line("").await;
+    harness.send_line("   ").await;
+    harness.send_line(r#"{"type":"request","op":"echo"}"#).await;
+    harness.send_line(r#"[1,2,3]"#).await;
+    harness.send_line(r#"{"type":"response","request_id":"x","ok":true}"#).await;
+    // A malformed request that names its id is answered.
+    harness.send_line(r#"{"type":"request","request_id":"m1","op":7}"#).await;
+    let malformed = harness.response_to("m1").await;
+    assert_eq!(malformed.error.unwrap().code, ErrorCode::UnexpectedFrame);
+    // Wrong input types reach the typed handler's parser: E_RUNTIME, named.
+    let wrong = harness.request("sleep", json!({"ms": "soon"})).await;
+    let error = wrong.error.unwrap();
+    assert_eq!(error.code, ErrorCode::Runtime);
+    assert!(error.message.contains("invalid input for sleep"), "{}", error.message);
+    // Still alive and answering.
+    let echo = harness.request("echo", json!([1])).await;
+    assert_eq!(echo.output, Some(json!([1])));
+    let rest = harness.finish().await;
+    assert!(rest.is_empty(), "nothing answered the unanswerable lines: {rest:?}");
+}
+
+#[tokio::test]
+async fn requests_run_concurrently() {
+    let mut harness = Harness::start(plugin()).await;
+    let slow = harness.send("sleep", json!({"ms": 2000})).await;
+    let fast = harness.send("echo", json!("fast")).await;
+    match harness.next_frame().await {
+        Some(Frame::Response(response)) => assert_eq!(response.request_id, fast),
+        other => panic!("the fast request should be answered first, got {other:?}"),
+    }
+    let _ = slow;
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn the_deadline_becomes_e_timeout() {
+    let mut harness = Harness::start(plugin()).await;
+    let request = Request {
+        request_id: "d1".into(),
+        op: "sleep".into(),
+        ctx: RequestContext {
+            deadline_ms: Some(50),
+            ..RequestContext::default()
+        },
+        input: json!({"ms": 5000}),
+    };
+    harness.send_request(&request).await;
+    let response = harness.response_to("d1").await;
+    assert_eq!(response.error.unwrap().code, ErrorCode::Timeout);
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn stdin_eof_cancels_work_in_flight_and_ends_streams() {
+    let mut harness = Harness::start(plugin()).await;
+    let slow = harness.send("sleep", json!({"ms": 60_000})).await;
+    let stream = harness.request("forever", json!({})).await;
+    let stream_id = stream.output.unwrap()["stream_id"].as_str().unwrap().to_owned();
+    let started = std::time::Instant::now();
+    let rest = harness.finish().await;
+    assert!(started.elapsed() < Duration::from_secs(2), "shutdown took {:?}", started.elapsed());
+    let cancelled = rest.iter().any(|frame| matches!(frame,
+        Frame::Response(r) if r.request_id == slow
+            && r.error.as_ref().map(|e| &e.code) == Some(&ErrorCode::Canceled)));
+    assert!(cancelled, "{rest:?}");
+    let ended = rest.iter().any(|frame| matches!(frame,
+        Frame::Event(e) if e.stream_id == stream_id && e.is_end()));
+    assert!(ended, "{rest:?}");
+}
+
+#[tokio::test]
+async fn a_stream_answers_with_its_id_then_events_then_end() {
+    let mut harness = Harness::start(plugin()).await;
+    let response = harness.request("count", json!({"count": 3})).await;
+    let stream_id = response.output.unwrap()["stream_id"].as_str().unwrap().to_owned();
+    let mut ticks = Vec::new();
+    loop {
+        let frame = match harness.backlog.is_empty() {
+            true => harness.next_frame().await.expect("stream continues"),
+            false => harness.backlog.remove(0),
+        };
+        let Frame::Event(event) = frame else { continue };
+        assert_eq!(event.stream_id, stream_id);
+        if event.is_end() {
+            assert_eq!(event.ok, Some(true));
+            break;
+        }
+        ticks.push(event.fields.unwrap()["n"].clone());
+    }
+    assert_eq!(ticks, [json!(0), json!(1), json!(2)]);
+    let rest = harness.finish().await;
+    assert!(rest.is_empty(), "nothing after end: {rest:?}");
+}
+
+#[tokio::test]
+async fn errors_warnings_notes_and_commands_reach_the_host() {
+    let mut harness = Harness::start(plugin()).await;
+    let failed = harness.request("fail", json!({})).await;
+    let error = failed.error.unwrap();
+    assert_eq!((error.code, error.message.as_str()), (ErrorCode::Runtime, "it broke"));
+    assert_eq!(error.details, Some(json!({"why": "test"})));
+
+    let request = Request {
+        request_id: "c1".into(),
+        op: "ctx".into(),
+        ctx: RequestContext {
+            repo_root: Some("/repo".into()),
+            dry_run: true,
+            deadline_ms: Some(1000),
+            ..RequestContext::default()
+        },
+        input: Value::Null,
+    };
+    harness.send_request(&request).await;
+    let response = harness.response_to("c1").await;
+    assert_eq!(
+        response.output,
+        Some(json!({"repo_root": "/repo", "dry_run": true, "has_deadline": true}))
+    );
+    assert_eq!(response.warnings[0].message, "careful");
+    assert_eq!(response.notes[0].message, "fyi");
+
+    let ran = harness
+        .request("command.run", json!({"name": "greet", "argv": ["a", "b"]}))
+        .await;
+    assert_eq!(ran.output, Some(json!({"exit_code": 2})));
+    let unknown = harness.request("command.run", json!({"name": "nope"})).await;
+    assert_eq!(unknown.error.unwrap().code, ErrorCode::Unsupported);
+    harness.finish().await;
+}
