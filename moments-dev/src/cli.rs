@@ -95,6 +95,13 @@ pub enum DevCommand {
     /// Read the effective config.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Serve the dev contract as a protocol-v2 plugin on stdin/stdout (for devctl).
+    ///
+    /// Ops: config.mutate, build.run, prepare.run, validate.run, launch.plan,
+    /// command.run (commands `vite-env` and `doctor`). Each request reloads the
+    /// config from its ctx.repo_root (else --repo-root, else the cwd). Logs go
+    /// to stderr (level: DEVCTL_PLUGIN_LOG=debug, info, warn…).
+    Plugin,
 }
 
 #[derive(Debug, Subcommand)]

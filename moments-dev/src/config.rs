@@ -7,10 +7,10 @@
 //! keeps its provenance, so errors and `config dump --show-origin` can name
 //! the file, env var or flag it came from.
 
-use std::cell::OnceCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use figment::value::{Dict, Map, Value as FigValue};
 use figment::{Figment, Metadata, Profile, Provider, Source};
@@ -140,7 +140,7 @@ pub struct LoadedConfig {
     figment: Figment,
     /// Every key, typed values coerced: what the backend would see. Built on
     /// first use; most commands only need `settings`.
-    effective: OnceCell<Value>,
+    effective: OnceLock<Value>,
 }
 
 const DEFAULT_LAYER: &str = "default";
@@ -296,7 +296,7 @@ impl LoadedConfig {
             files,
             warnings,
             figment,
-            effective: OnceCell::new(),
+            effective: OnceLock::new(),
         })
     }
 

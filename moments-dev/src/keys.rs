@@ -1,5 +1,5 @@
-//! The table of known config keys, derived from the typed settings' JSON
-//! Schema, and the env var name of each key.
+//! The table of known config keys, derived from the typed settings
+//! themselves, and the env var name of each key.
 //!
 //! Like viper, we resolve env vars only for keys we already know: the typed
 //! schema's leaves plus the leaves present in the YAML layers. We never infer
@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
 
 use crate::settings::MomentsSettings;
 
@@ -27,13 +28,15 @@ pub struct KeyTable {
 }
 
 impl KeyTable {
-    /// The table of [`MomentsSettings`].
+    /// The table of [`MomentsSettings`], read off its `Deserialize` impl.
     pub fn for_settings() -> KeyTable {
-        let schema = schemars::schema_for!(MomentsSettings);
-        let root = schema.as_value();
-        let defs = root.get("$defs").unwrap_or(&Value::Null);
         let mut keys = BTreeMap::new();
-        walk(root, defs, &mut Vec::new(), &mut keys);
+        // The recorder never fails; a failure would only mean an empty table,
+        // which the key-table test would catch.
+        let _ = MomentsSettings::deserialize(Recorder {
+            path: String::new(),
+            keys: &mut keys,
+        });
         KeyTable { keys }
     }
 
@@ -86,42 +89,176 @@ pub fn env_var_name(prefix: &str, key: &str) -> String {
     }
 }
 
-fn walk(
-    schema: &Value,
-    defs: &Value,
-    path: &mut Vec<String>,
-    keys: &mut BTreeMap<String, KeyKind>,
-) {
-    let schema = resolve(schema, defs);
-    if let Some(Value::Object(properties)) = schema.get("properties") {
-        for (name, sub) in properties {
-            path.push(name.clone());
-            walk(sub, defs, path, keys);
-            path.pop();
-        }
-        return;
-    }
-    if path.is_empty() {
-        return;
-    }
-    let kind = if schema
-        .get("additionalProperties")
-        .is_some_and(Value::is_object)
-    {
-        KeyKind::Map
-    } else {
-        KeyKind::Leaf
-    };
-    keys.insert(path.join("."), kind);
+/// A deserializer that produces default-like values while recording which
+/// key paths the target type asks for: struct fields are followed, maps are
+/// recorded as [`KeyKind::Map`], everything else as [`KeyKind::Leaf`]. This
+/// keeps the typed structs the single source of truth for the key table at
+/// almost no cost per run.
+struct Recorder<'a> {
+    path: String,
+    keys: &'a mut BTreeMap<String, KeyKind>,
 }
 
-fn resolve<'a>(schema: &'a Value, defs: &'a Value) -> &'a Value {
-    match schema.get("$ref").and_then(Value::as_str) {
-        Some(reference) => {
-            let name = reference.rsplit('/').next().unwrap_or_default();
-            defs.get(name).unwrap_or(schema)
+impl Recorder<'_> {
+    fn leaf(self) {
+        if !self.path.is_empty() {
+            self.keys.insert(self.path, KeyKind::Leaf);
         }
-        None => schema,
+    }
+}
+
+type RecordError = serde::de::value::Error;
+
+macro_rules! leaf_as {
+    ($($method:ident => $visit:ident($($value:expr)?)),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RecordError> {
+            self.leaf();
+            visitor.$visit($($value)?)
+        }
+    )*};
+}
+
+impl<'de> Deserializer<'de> for Recorder<'_> {
+    type Error = RecordError;
+
+    leaf_as! {
+        deserialize_any => visit_unit(),
+        deserialize_bool => visit_bool(false),
+        deserialize_i8 => visit_i8(0),
+        deserialize_i16 => visit_i16(0),
+        deserialize_i32 => visit_i32(0),
+        deserialize_i64 => visit_i64(0),
+        deserialize_u8 => visit_u8(0),
+        deserialize_u16 => visit_u16(0),
+        deserialize_u32 => visit_u32(0),
+        deserialize_u64 => visit_u64(0),
+        deserialize_f32 => visit_f32(0.0),
+        deserialize_f64 => visit_f64(0.0),
+        deserialize_char => visit_char(' '),
+        deserialize_str => visit_str(""),
+        deserialize_string => visit_str(""),
+        deserialize_bytes => visit_bytes(&[]),
+        deserialize_byte_buf => visit_bytes(&[]),
+        deserialize_unit => visit_unit(),
+        deserialize_identifier => visit_str(""),
+        deserialize_ignored_any => visit_unit(),
+    }
+
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RecordError> {
+        visitor.visit_some(self)
+    }
+
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, RecordError> {
+        self.deserialize_unit(visitor)
+    }
+
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        visitor: V,
+    ) -> Result<V::Value, RecordError> {
+        visitor.visit_newtype_struct(self)
+    }
+
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RecordError> {
+        self.leaf();
+        visitor.visit_seq(serde::de::value::SeqDeserializer::<
+            std::iter::Empty<()>,
+            RecordError,
+        >::new(std::iter::empty()))
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, RecordError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, RecordError> {
+        self.deserialize_seq(visitor)
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RecordError> {
+        if !self.path.is_empty() {
+            self.keys.insert(self.path, KeyKind::Map);
+        }
+        visitor.visit_map(serde::de::value::MapDeserializer::<
+            std::iter::Empty<((), ())>,
+            RecordError,
+        >::new(std::iter::empty()))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, RecordError> {
+        visitor.visit_map(Fields {
+            fields: fields.iter(),
+            current: "",
+            path: self.path,
+            keys: self.keys,
+        })
+    }
+
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, RecordError> {
+        self.deserialize_any(visitor)
+    }
+}
+
+/// Walks the fields of one struct, recording each under `path`.
+struct Fields<'a> {
+    fields: std::slice::Iter<'static, &'static str>,
+    current: &'static str,
+    path: String,
+    keys: &'a mut BTreeMap<String, KeyKind>,
+}
+
+impl<'de> MapAccess<'de> for Fields<'_> {
+    type Error = RecordError;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, RecordError> {
+        let Some(field) = self.fields.next() else {
+            return Ok(None);
+        };
+        self.current = field;
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(field))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, RecordError> {
+        let path = if self.path.is_empty() {
+            self.current.to_owned()
+        } else {
+            format!("{}.{}", self.path, self.current)
+        };
+        seed.deserialize(Recorder {
+            path,
+            keys: self.keys,
+        })
     }
 }
 

@@ -4,11 +4,14 @@
 //! ([`config`]), from typed settings ([`settings`]) whose schema defines the
 //! known keys ([`keys`]); from that it derives the Vite env ([`vite_env`]),
 //! the dev manifest ([`manifest`]) and the validation report ([`validate`]).
-//! [`secrets`] decides what is redacted. The binary (`main.rs`, [`cli`]) only
+//! [`secrets`] decides what is redacted. [`dev_plugin`] serves all of it as
+//! a protocol-v2 plugin. The binary (`main.rs`, [`cli`]) only
 //! parses flags and prints.
 
 pub mod cli;
 pub mod config;
+pub mod dev_plugin;
+pub mod fsutil;
 pub mod keys;
 pub mod manifest;
 pub mod report;

@@ -56,6 +56,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         env,
     };
     let Group::Dev(command) = cli.group;
+    if let DevCommand::Plugin = command {
+        return Ok(moments_dev::dev_plugin::run(request));
+    }
 
     if let DevCommand::Validate { checks, .. } = &command {
         let unknown = unknown_checks(checks);
@@ -155,6 +158,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             emit(&(text + "\n"))?;
         }
+        DevCommand::Plugin => unreachable!("served above"),
         DevCommand::Config(ConfigCommand::Dump {
             show_origin,
             show_secrets,

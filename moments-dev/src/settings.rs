@@ -8,10 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct MomentsSettings {
     pub server: ServerSettings,
@@ -23,7 +22,7 @@ pub struct MomentsSettings {
     pub dev: DevSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct ServerSettings {
     /// The port the backend listens on.
@@ -36,7 +35,7 @@ impl Default for ServerSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct PlatformSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,13 +44,13 @@ pub struct PlatformSettings {
     pub mento_service_public_base_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct IntegrationSettings {
     pub stytch: StytchSettings,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct StytchSettings {
     /// Secret: redacted unless `--show-secrets`.
@@ -61,7 +60,7 @@ pub struct StytchSettings {
     pub stytch_hosted_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct SqlSettings {
     /// Its password is secret.
@@ -69,7 +68,7 @@ pub struct SqlSettings {
     pub database_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct KeySettings {
     /// Relative paths are under the repo root.
@@ -79,7 +78,7 @@ pub struct KeySettings {
     pub internal_jwt_public_key_path: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct BootstrapSettings {
     pub openssl_bin: String,
@@ -95,7 +94,7 @@ impl Default for BootstrapSettings {
 
 /// How the dev environment runs. In each service command, `{port}` is
 /// replaced by that service's port.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct DevSettings {
     pub web_port: u16,
@@ -147,7 +146,7 @@ impl Default for DevSettings {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct ServiceCommand {
     /// Relative to the repo root.
@@ -155,7 +154,7 @@ pub struct ServiceCommand {
     pub command: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct PlanStep {
     pub cwd: String,

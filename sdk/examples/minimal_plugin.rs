@@ -29,7 +29,9 @@ fn default_count() -> u64 {
 fn main() -> ExitCode {
     Plugin::new("minimal")
         // Echo the input back: handy for checking the plumbing.
-        .op("ping", |_ctx: Ctx, input: Value| async move { Ok::<_, OpError>(input) })
+        .op("ping", |_ctx: Ctx, input: Value| async move {
+            Ok::<_, OpError>(input)
+        })
         // Contribute a config key; the orchestrator merges patches in order.
         .op("config.mutate", |_ctx: Ctx, _input: Value| async move {
             Ok::<_, OpError>(json!({"config_patch": {"set": {"services.hello.port": 8099}}}))
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
             for n in 0..input.count {
                 let mut fields = serde_json::Map::new();
                 fields.insert("n".into(), json!(n));
-                sink.emit("tick", Some(fields));
+                sink.emit("tick", Some(fields)).await;
             }
             Ok(())
         })

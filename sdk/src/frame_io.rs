@@ -94,8 +94,12 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 /// The sending side of the single frame writer. Each message is one whole
-/// line, newline included.
-pub type FrameSender = mpsc::UnboundedSender<String>;
+/// line, newline included. The queue is bounded: a producer faster than the
+/// pipe waits instead of piling up memory.
+pub type FrameSender = mpsc::Sender<String>;
+
+/// Lines queued for the writer before senders wait.
+const QUEUE: usize = 4096;
 
 /// Starts the writer task. It ends when every sender is dropped (after a
 /// final flush) or when a write fails; its result says which.
@@ -103,7 +107,7 @@ pub fn spawn_writer<W>(output: W) -> (FrameSender, tokio::task::JoinHandle<std::
 where
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
     let handle = tokio::spawn(async move {
         let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, output);
         while let Some(line) = rx.recv().await {
@@ -174,16 +178,20 @@ mod tests {
     async fn the_writer_writes_every_line_in_order() {
         let (client, mut server) = tokio::io::duplex(64);
         let (tx, handle) = spawn_writer(client);
-        for n in 0..100 {
-            tx.send(format!("{n}\n")).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
+                .await
+                .unwrap();
+            text
+        });
+        for n in 0..10_000 {
+            tx.send(format!("{n}\n")).await.unwrap();
         }
         drop(tx);
-        let mut text = String::new();
-        tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
-            .await
-            .unwrap();
+        let text = reader.await.unwrap();
         handle.await.unwrap().unwrap();
-        let expected: String = (0..100).map(|n| format!("{n}\n")).collect();
+        let expected: String = (0..10_000).map(|n| format!("{n}\n")).collect();
         assert_eq!(text, expected);
     }
 }

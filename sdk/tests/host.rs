@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use devctl_sdk::contract::ErrorCode;
-use devctl_sdk::host::{group_members, Client, HostOptions, OpError, PluginSpec, RequestMeta, StderrSink};
+use devctl_sdk::host::{
+    group_members, Client, HostOptions, OpError, PluginSpec, RequestMeta, StderrSink,
+};
 use serde_json::{json, Value};
 
 const CALL: Duration = Duration::from_secs(5);
@@ -44,8 +46,15 @@ async fn start(mode: &str) -> Client {
 async fn close_cleanly(client: Client) -> devctl_sdk::host::CloseReport {
     let pgid = client.pgid().expect("a real process");
     let report = client.close().await;
-    assert!(report.leftover.is_empty(), "left behind: {:?}", report.leftover);
-    assert!(group_members(pgid).is_empty(), "group {pgid} still has members");
+    assert!(
+        report.leftover.is_empty(),
+        "left behind: {:?}",
+        report.leftover
+    );
+    assert!(
+        group_members(pgid).is_empty(),
+        "group {pgid} still has members"
+    );
     report
 }
 
@@ -71,8 +80,13 @@ async fn request_meta_is_bound_to_the_client_and_the_deadline_comes_from_the_tim
         cwd: Some(PathBuf::from("/some/repo/web")),
         dry_run: true,
     };
-    let client = Client::start(&fixture("good"), meta, quiet()).await.unwrap();
-    let reply = client.call("ctx", Value::Null, Duration::from_millis(1500)).await.unwrap();
+    let client = Client::start(&fixture("good"), meta, quiet())
+        .await
+        .unwrap();
+    let reply = client
+        .call("ctx", Value::Null, Duration::from_millis(1500))
+        .await
+        .unwrap();
     assert_eq!(
         reply.output,
         json!({"repo_root": "/some/repo", "cwd": "/some/repo/web", "dry_run": true, "deadline_ms": 1500})
@@ -87,10 +101,16 @@ async fn an_undeclared_op_fails_locally_at_once() {
     let err = client.call("build.run", json!({}), CALL).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_millis(50));
     assert_eq!(err.code, ErrorCode::Unsupported);
-    assert_eq!((err.plugin_id.as_str(), err.op.as_str()), ("ignore-unknown", "build.run"));
+    assert_eq!(
+        (err.plugin_id.as_str(), err.op.as_str()),
+        ("ignore-unknown", "build.run")
+    );
     assert!(err.is_unsupported());
     // A declared op the plugin ignores is bounded by the call's timeout.
-    let err = client.call("ping", json!({}), Duration::from_millis(200)).await.unwrap_err();
+    let err = client
+        .call("ping", json!({}), Duration::from_millis(200))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout);
     close_cleanly(client).await;
 }
@@ -108,7 +128,11 @@ async fn nothing_is_written_for_an_undeclared_op() {
     let client = Client::connect("p", host_in, host_out, RequestMeta::default(), quiet())
         .await
         .unwrap();
-    assert!(client.call("launch.plan", json!({}), CALL).await.unwrap_err().is_unsupported());
+    assert!(client
+        .call("launch.plan", json!({}), CALL)
+        .await
+        .unwrap_err()
+        .is_unsupported());
     let ping = client.call("ping", json!({}), Duration::from_millis(100));
     let mut first = String::new();
     let (_, read) = tokio::join!(ping, async {
@@ -117,7 +141,10 @@ async fn nothing_is_written_for_an_undeclared_op() {
     });
     read.unwrap();
     let request: Value = serde_json::from_str(&first).unwrap();
-    assert_eq!(request["op"], "ping", "the first line written is the declared call");
+    assert_eq!(
+        request["op"], "ping",
+        "the first line written is the declared call"
+    );
     assert_eq!(request["request_id"], "p-1");
 }
 
@@ -130,8 +157,15 @@ async fn a_plugin_that_never_handshakes_fails_within_two_seconds() {
         .expect("no handshake, no client");
     let elapsed = started.elapsed();
     assert_eq!(err.code, ErrorCode::InvalidHandshake);
-    assert!(err.message.contains("no handshake within 2000 ms"), "{}", err.message);
-    assert!(elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        err.message.contains("no handshake within 2000 ms"),
+        "{}",
+        err.message
+    );
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -141,8 +175,16 @@ async fn a_banner_before_the_handshake_is_an_invalid_handshake() {
         .err()
         .expect("banner");
     assert_eq!(err.code, ErrorCode::InvalidHandshake);
-    assert!(err.message.contains("first stdout line is not a frame"), "{}", err.message);
-    assert!(err.message.contains("Starting fixture plugin"), "{}", err.message);
+    assert!(
+        err.message.contains("first stdout line is not a frame"),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message.contains("Starting fixture plugin"),
+        "{}",
+        err.message
+    );
 }
 
 #[tokio::test]
@@ -151,7 +193,11 @@ async fn text_after_the_handshake_is_fatal_for_pending_and_later_calls() {
     let err = client.call("ping", json!({}), CALL).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::Runtime);
     assert_eq!(cause(&err), Some("E_PROTOCOL_STDOUT_CONTAMINATION"));
-    assert!(err.message.contains("debug: got a request"), "{}", err.message);
+    assert!(
+        err.message.contains("debug: got a request"),
+        "{}",
+        err.message
+    );
     let started = Instant::now();
     let again = client.call("ping", json!({}), CALL).await.unwrap_err();
     assert_eq!(cause(&again), Some("E_PROTOCOL_STDOUT_CONTAMINATION"));
@@ -172,16 +218,22 @@ async fn a_hung_plugin_is_bounded_and_its_whole_group_is_killed() {
         term_grace: Duration::from_millis(300),
         ..HostOptions::default()
     };
-    let client = Client::start(&fixture("hang"), RequestMeta::default(), options).await.unwrap();
+    let client = Client::start(&fixture("hang"), RequestMeta::default(), options)
+        .await
+        .unwrap();
     let started = Instant::now();
-    let err = client.call("ping", json!({}), Duration::from_millis(300)).await.unwrap_err();
+    let err = client
+        .call("ping", json!({}), Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout);
     assert!(started.elapsed() < Duration::from_secs(1));
     // stderr is forwarded with the plugin id; it names the child process.
     let deadline = Instant::now() + Duration::from_secs(5);
     let child_pid = loop {
         let found = lines.lock().unwrap().iter().find_map(|l| {
-            l.strip_prefix("[hang] child pid ").and_then(|p| p.parse::<i32>().ok())
+            l.strip_prefix("[hang] child pid ")
+                .and_then(|p| p.parse::<i32>().ok())
         });
         if let Some(pid) = found {
             break pid;
@@ -197,7 +249,13 @@ async fn a_hung_plugin_is_bounded_and_its_whole_group_is_killed() {
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
         .unwrap_or(true)
 }
 
@@ -205,21 +263,33 @@ fn is_zombie(pid: i32) -> bool {
 async fn a_crash_mid_request_fails_the_call_at_once() {
     let client = start("crash").await;
     let started = Instant::now();
-    let err = client.call("ping", json!({}), Duration::from_secs(10)).await.unwrap_err();
+    let err = client
+        .call("ping", json!({}), Duration::from_secs(10))
+        .await
+        .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(err.code, ErrorCode::Runtime);
     assert!(err.message.contains("closed its stdout"), "{}", err.message);
-    assert!(client.stderr_lines().iter().any(|l| l.contains("crashing on purpose"))
-        || tokio::time::timeout(Duration::from_secs(1), async {
-            loop {
-                if client.stderr_lines().iter().any(|l| l.contains("crashing on purpose")) {
-                    break;
+    assert!(
+        client
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("crashing on purpose"))
+            || tokio::time::timeout(Duration::from_secs(1), async {
+                loop {
+                    if client
+                        .stderr_lines()
+                        .iter()
+                        .any(|l| l.contains("crashing on purpose"))
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .is_ok());
+            })
+            .await
+            .is_ok()
+    );
     let report = close_cleanly(client).await;
     assert_eq!(report.exit_code, Some(3));
 }
@@ -230,10 +300,19 @@ async fn a_100_mb_line_is_cut_off_at_the_frame_bound() {
         max_frame_bytes: 1024 * 1024,
         ..quiet()
     };
-    let client = Client::start(&fixture("huge-line"), RequestMeta::default(), options).await.unwrap();
+    let client = Client::start(&fixture("huge-line"), RequestMeta::default(), options)
+        .await
+        .unwrap();
     let started = Instant::now();
-    let err = client.call("ping", json!({}), Duration::from_secs(10)).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let err = client
+        .call("ping", json!({}), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(cause(&err), Some("E_PROTOCOL_FRAME_TOO_LARGE"));
     close_cleanly(client).await;
 }
@@ -241,7 +320,10 @@ async fn a_100_mb_line_is_cut_off_at_the_frame_bound() {
 #[tokio::test]
 async fn a_stderr_flood_before_the_handshake_does_not_block_the_plugin() {
     let client = start("stderr-flood").await;
-    let reply = client.call("ping", json!("after the flood"), CALL).await.unwrap();
+    let reply = client
+        .call("ping", json!("after the flood"), CALL)
+        .await
+        .unwrap();
     assert_eq!(reply.output, json!("after the flood"));
     close_cleanly(client).await;
 }
@@ -249,7 +331,10 @@ async fn a_stderr_flood_before_the_handshake_does_not_block_the_plugin() {
 #[tokio::test]
 async fn an_answer_with_the_wrong_id_is_dropped_and_the_call_times_out() {
     let client = start("wrong-id").await;
-    let err = client.call("ping", json!({}), Duration::from_millis(300)).await.unwrap_err();
+    let err = client
+        .call("ping", json!({}), Duration::from_millis(300))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout);
     assert!(client.failure().is_none(), "a stray response is not fatal");
     close_cleanly(client).await;
@@ -258,10 +343,17 @@ async fn an_answer_with_the_wrong_id_is_dropped_and_the_call_times_out() {
 #[tokio::test]
 async fn a_late_response_is_dropped_and_does_not_confuse_the_next_call() {
     let client = start("good").await;
-    let err = client.call("slow", json!({"ms": 300}), Duration::from_millis(50)).await.unwrap_err();
+    let err = client
+        .call("slow", json!({"ms": 300}), Duration::from_millis(50))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, ErrorCode::Timeout);
     let reply = client.call("slow", json!({"ms": 400}), CALL).await.unwrap();
-    assert_eq!(reply.output, json!({"slept": 400}), "not the late answer to the first call");
+    assert_eq!(
+        reply.output,
+        json!({"slept": 400}),
+        "not the late answer to the first call"
+    );
     close_cleanly(client).await;
 }
 
@@ -283,7 +375,10 @@ async fn pipelined_calls_are_matched_by_id() {
 #[tokio::test]
 async fn stream_events_arrive_in_order_and_nothing_after_end() {
     let client = start("good").await;
-    let mut stream = client.start_stream("ticks", json!({"count": 2000}), CALL).await.unwrap();
+    let mut stream = client
+        .start_stream("ticks", json!({"count": 2000}), CALL)
+        .await
+        .unwrap();
     let mut seen = 0;
     while let Some(event) = stream.next().await.unwrap() {
         assert_eq!(event.stream_id, stream.id());
@@ -304,8 +399,13 @@ async fn a_consumer_that_does_not_read_never_blocks_calls() {
         stream_buffer: 16,
         ..quiet()
     };
-    let client = Client::start(&fixture("good"), RequestMeta::default(), options).await.unwrap();
-    let mut stream = client.start_stream("ticks", json!({"count": 100_000}), CALL).await.unwrap();
+    let client = Client::start(&fixture("good"), RequestMeta::default(), options)
+        .await
+        .unwrap();
+    let mut stream = client
+        .start_stream("ticks", json!({"count": 100_000}), CALL)
+        .await
+        .unwrap();
     for n in 0..10 {
         let reply = client.call("ping", json!(n), CALL).await.unwrap();
         assert_eq!(reply.output, json!(n));
@@ -320,7 +420,11 @@ async fn a_consumer_that_does_not_read_never_blocks_calls() {
         }
     }
     assert!(ended);
-    assert_eq!(received + stream.dropped(), 100_000, "every event is either delivered or counted");
+    assert_eq!(
+        received + stream.dropped(),
+        100_000,
+        "every event is either delivered or counted"
+    );
     assert!(received <= 16 + 1);
     drop(stream);
     close_cleanly(client).await;
@@ -344,14 +448,22 @@ async fn the_sdk_example_plugin_keeps_stdout_clean_despite_println() {
         .await
         .unwrap();
     let reply = client
-        .call("command.run", json!({"name": "hello", "argv": ["world"]}), CALL)
+        .call(
+            "command.run",
+            json!({"name": "hello", "argv": ["world"]}),
+            CALL,
+        )
         .await
         .unwrap();
     assert_eq!(reply.output, json!({"exit_code": 0}));
     // The println! went to stderr, not into the protocol.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !client.stderr_lines().iter().any(|l| l == "hello world") {
-        assert!(Instant::now() < deadline, "stderr: {:?}", client.stderr_lines());
+        assert!(
+            Instant::now() < deadline,
+            "stderr: {:?}",
+            client.stderr_lines()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     assert!(client.failure().is_none());

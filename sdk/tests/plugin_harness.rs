@@ -23,7 +23,9 @@ struct Count {
 
 fn plugin() -> Plugin {
     Plugin::new("test")
-        .op("echo", |_: Ctx, input: Value| async move { Ok::<_, OpError>(input) })
+        .op("echo", |_: Ctx, input: Value| async move {
+            Ok::<_, OpError>(input)
+        })
         .op("sleep", |_: Ctx, input: Sleep| async move {
             tokio::time::sleep(Duration::from_millis(input.ms)).await;
             Ok::<_, OpError>(json!({"slept": input.ms}))
@@ -44,12 +46,12 @@ fn plugin() -> Plugin {
             for n in 0..input.count {
                 let mut fields = serde_json::Map::new();
                 fields.insert("n".into(), json!(n));
-                sink.emit("tick", Some(fields));
+                sink.emit("tick", Some(fields)).await;
             }
             Ok(())
         })
         .stream("forever", |ctx: Ctx, _: Value, sink| async move {
-            sink.log("info", "started");
+            sink.log("info", "started").await;
             ctx.cancelled().await;
             Ok(())
         })
@@ -72,7 +74,15 @@ async fn the_handshake_lists_exactly_what_is_registered() {
     assert_eq!(harness.handshake.plugin_name, "test");
     assert_eq!(
         caps.ops,
-        ["command.run", "count", "ctx", "echo", "fail", "forever", "sleep"]
+        [
+            "command.run",
+            "count",
+            "ctx",
+            "echo",
+            "fail",
+            "forever",
+            "sleep"
+        ]
     );
     assert_eq!(caps.streams, ["count", "forever"]);
     assert_eq!(caps.commands[0].name, "greet");
@@ -102,21 +112,32 @@ async fn bad_input_never_kills_the_plugin() {
     harness.send_line("   ").await;
     harness.send_line(r#"{"type":"request","op":"echo"}"#).await;
     harness.send_line(r#"[1,2,3]"#).await;
-    harness.send_line(r#"{"type":"response","request_id":"x","ok":true}"#).await;
+    harness
+        .send_line(r#"{"type":"response","request_id":"x","ok":true}"#)
+        .await;
     // A malformed request that names its id is answered.
-    harness.send_line(r#"{"type":"request","request_id":"m1","op":7}"#).await;
+    harness
+        .send_line(r#"{"type":"request","request_id":"m1","op":7}"#)
+        .await;
     let malformed = harness.response_to("m1").await;
     assert_eq!(malformed.error.unwrap().code, ErrorCode::UnexpectedFrame);
     // Wrong input types reach the typed handler's parser: E_RUNTIME, named.
     let wrong = harness.request("sleep", json!({"ms": "soon"})).await;
     let error = wrong.error.unwrap();
     assert_eq!(error.code, ErrorCode::Runtime);
-    assert!(error.message.contains("invalid input for sleep"), "{}", error.message);
+    assert!(
+        error.message.contains("invalid input for sleep"),
+        "{}",
+        error.message
+    );
     // Still alive and answering.
     let echo = harness.request("echo", json!([1])).await;
     assert_eq!(echo.output, Some(json!([1])));
     let rest = harness.finish().await;
-    assert!(rest.is_empty(), "nothing answered the unanswerable lines: {rest:?}");
+    assert!(
+        rest.is_empty(),
+        "nothing answered the unanswerable lines: {rest:?}"
+    );
 }
 
 #[tokio::test]
@@ -155,16 +176,27 @@ async fn stdin_eof_cancels_work_in_flight_and_ends_streams() {
     let mut harness = Harness::start(plugin()).await;
     let slow = harness.send("sleep", json!({"ms": 60_000})).await;
     let stream = harness.request("forever", json!({})).await;
-    let stream_id = stream.output.unwrap()["stream_id"].as_str().unwrap().to_owned();
+    let stream_id = stream.output.unwrap()["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let started = std::time::Instant::now();
     let rest = harness.finish().await;
-    assert!(started.elapsed() < Duration::from_secs(2), "shutdown took {:?}", started.elapsed());
-    let cancelled = rest.iter().any(|frame| matches!(frame,
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    let cancelled = rest.iter().any(|frame| {
+        matches!(frame,
         Frame::Response(r) if r.request_id == slow
-            && r.error.as_ref().map(|e| &e.code) == Some(&ErrorCode::Canceled)));
+            && r.error.as_ref().map(|e| &e.code) == Some(&ErrorCode::Canceled))
+    });
     assert!(cancelled, "{rest:?}");
-    let ended = rest.iter().any(|frame| matches!(frame,
-        Frame::Event(e) if e.stream_id == stream_id && e.is_end()));
+    let ended = rest.iter().any(|frame| {
+        matches!(frame,
+        Frame::Event(e) if e.stream_id == stream_id && e.is_end())
+    });
     assert!(ended, "{rest:?}");
 }
 
@@ -172,7 +204,10 @@ async fn stdin_eof_cancels_work_in_flight_and_ends_streams() {
 async fn a_stream_answers_with_its_id_then_events_then_end() {
     let mut harness = Harness::start(plugin()).await;
     let response = harness.request("count", json!({"count": 3})).await;
-    let stream_id = response.output.unwrap()["stream_id"].as_str().unwrap().to_owned();
+    let stream_id = response.output.unwrap()["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut ticks = Vec::new();
     loop {
         let frame = match harness.backlog.is_empty() {
@@ -197,7 +232,10 @@ async fn errors_warnings_notes_and_commands_reach_the_host() {
     let mut harness = Harness::start(plugin()).await;
     let failed = harness.request("fail", json!({})).await;
     let error = failed.error.unwrap();
-    assert_eq!((error.code, error.message.as_str()), (ErrorCode::Runtime, "it broke"));
+    assert_eq!(
+        (error.code, error.message.as_str()),
+        (ErrorCode::Runtime, "it broke")
+    );
     assert_eq!(error.details, Some(json!({"why": "test"})));
 
     let request = Request {
@@ -224,7 +262,23 @@ async fn errors_warnings_notes_and_commands_reach_the_host() {
         .request("command.run", json!({"name": "greet", "argv": ["a", "b"]}))
         .await;
     assert_eq!(ran.output, Some(json!({"exit_code": 2})));
-    let unknown = harness.request("command.run", json!({"name": "nope"})).await;
+    let unknown = harness
+        .request("command.run", json!({"name": "nope"}))
+        .await;
     assert_eq!(unknown.error.unwrap().code, ErrorCode::Unsupported);
     harness.finish().await;
+}
+
+#[tokio::test]
+async fn work_that_finishes_quickly_is_answered_even_when_stdin_closes_right_after() {
+    let mut harness = Harness::start(plugin()).await;
+    let quick = harness.send("sleep", json!({"ms": 20})).await;
+    let echo = harness.send("echo", json!("x")).await;
+    let rest = harness.finish().await;
+    for id in [quick, echo] {
+        let answered_ok = rest
+            .iter()
+            .any(|frame| matches!(frame, Frame::Response(r) if r.request_id == id && r.ok));
+        assert!(answered_ok, "{id} should succeed, got {rest:?}");
+    }
 }

@@ -17,7 +17,12 @@ pub struct OpError {
 }
 
 impl OpError {
-    pub(crate) fn new(plugin_id: &str, op: &str, code: ErrorCode, message: impl Into<String>) -> OpError {
+    pub(crate) fn new(
+        plugin_id: &str,
+        op: &str,
+        code: ErrorCode,
+        message: impl Into<String>,
+    ) -> OpError {
         OpError {
             plugin_id: plugin_id.to_owned(),
             op: op.to_owned(),

@@ -30,8 +30,8 @@ use tokio::task::JoinHandle;
 use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineReader};
 use connection::{read_frames, Connection, StreamState};
 pub use error::OpError;
-pub use process::{group_members, CloseReport};
 use process::ProcessGroup;
+pub use process::{group_members, CloseReport};
 
 /// How to start a plugin.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +54,9 @@ pub struct RequestMeta {
     pub dry_run: bool,
 }
 
+/// Receives `(plugin_id, line)` for each stderr line of a plugin.
+pub type StderrCallback = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// Where a plugin's stderr lines go.
 #[derive(Clone, Default)]
 pub enum StderrSink {
@@ -63,7 +66,7 @@ pub enum StderrSink {
     /// Nowhere (the tail is still kept for error messages).
     Discard,
     /// A callback receiving `(plugin_id, line)`.
-    Callback(Arc<dyn Fn(&str, &str) + Send + Sync>),
+    Callback(StderrCallback),
 }
 
 /// Limits and timeouts of the host side.
@@ -145,7 +148,8 @@ impl Client {
         if let Some(dir) = &spec.workdir {
             command.current_dir(dir);
         }
-        let start_error = |code, message: String| OpError::new(&spec.id, "handshake", code, message);
+        let start_error =
+            |code, message: String| OpError::new(&spec.id, "handshake", code, message);
         let mut child = command.spawn().map_err(|err| {
             start_error(
                 ErrorCode::InvalidHandshake,
@@ -154,7 +158,10 @@ impl Client {
         })?;
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let Some(mut process) = ProcessGroup::new(child) else {
-            return Err(start_error(ErrorCode::Runtime, "the plugin exited at once".into()));
+            return Err(start_error(
+                ErrorCode::Runtime,
+                "the plugin exited at once".into(),
+            ));
         };
         let (Some(stdin), Some(stdout), Some(stderr)) = pipes else {
             return Err(start_error(ErrorCode::Runtime, "no stdio pipes".into()));
@@ -214,17 +221,18 @@ impl Client {
             BufReader::with_capacity(64 * 1024, stdout),
             options.max_frame_bytes,
         );
-        let handshake = tokio::time::timeout(options.handshake_timeout, read_handshake(&mut reader))
-            .await
-            .unwrap_or_else(|_| {
-                Err(format!(
-                    "no handshake within {} ms",
-                    options.handshake_timeout.as_millis()
-                ))
-            })
-            .map_err(|message| {
-                OpError::new(plugin_id, "handshake", ErrorCode::InvalidHandshake, message)
-            })?;
+        let handshake =
+            tokio::time::timeout(options.handshake_timeout, read_handshake(&mut reader))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "no handshake within {} ms",
+                        options.handshake_timeout.as_millis()
+                    ))
+                })
+                .map_err(|message| {
+                    OpError::new(plugin_id, "handshake", ErrorCode::InvalidHandshake, message)
+                })?;
         let connection = Arc::new(Connection::new(options.stream_buffer));
         let (frames, writer) = spawn_writer(stdin);
         let reader = tokio::spawn(read_frames(connection.clone(), reader));
@@ -285,7 +293,11 @@ impl Client {
                 format!("plugin {} does not declare op {op:?}", self.id),
             ));
         }
-        let request_id = format!("{}-{}", self.id, self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
+        let request_id = format!(
+            "{}-{}",
+            self.id,
+            self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+        );
         let answer = self
             .connection
             .expect(request_id.clone())
@@ -296,27 +308,42 @@ impl Client {
             ctx: self.request_context(timeout),
             input,
         };
-        let sent = self
-            .frames
-            .as_ref()
-            .map(|frames| frames.send(frame_line(&Frame::Request(request))).is_ok())
-            .unwrap_or(false);
-        if !sent {
-            self.connection.forget(&request_id);
-            return Err(OpError::new(&self.id, op, ErrorCode::Runtime, "the plugin's stdin is closed"));
-        }
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(Ok(response))) if response.ok => Ok(Reply {
+        let line = frame_line(&Frame::Request(request));
+        let exchange = async {
+            let frames = self.frames.as_ref().ok_or(None)?;
+            frames.send(line).await.map_err(|_| None)?;
+            answer.await.map_err(|_| None)?.map_err(Some)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(response)) if response.ok => Ok(Reply {
                 output: response.output.unwrap_or(Value::Null),
                 warnings: response.warnings,
                 notes: response.notes,
             }),
-            Ok(Ok(Ok(response))) => Err(match response.error {
+            Ok(Ok(response)) => Err(match response.error {
                 Some(body) => OpError::from_body(&self.id, op, body),
-                None => OpError::new(&self.id, op, ErrorCode::Runtime, "the plugin answered ok:false without an error"),
+                None => OpError::new(
+                    &self.id,
+                    op,
+                    ErrorCode::Runtime,
+                    "the plugin answered ok:false without an error",
+                ),
             }),
-            Ok(Ok(Err(fatal))) => Err(fatal.to_error(&self.id, op)),
-            Ok(Err(_)) => Err(OpError::new(&self.id, op, ErrorCode::Runtime, "the connection closed")),
+            Ok(Err(Some(fatal))) => Err(fatal.to_error(&self.id, op)),
+            Ok(Err(None)) => {
+                self.connection.forget(&request_id);
+                Err(self.connection.fatal().map_or_else(
+                    || {
+                        OpError::new(
+                            &self.id,
+                            op,
+                            ErrorCode::Runtime,
+                            "the plugin's stdin is closed",
+                        )
+                    },
+                    |fatal| fatal.to_error(&self.id, op),
+                ))
+            }
             Err(_) => {
                 self.connection.forget(&request_id);
                 Err(OpError::new(
@@ -338,17 +365,32 @@ impl Client {
     ) -> Result<(T, Reply), OpError> {
         let reply = self.call(op, input, timeout).await?;
         let parsed = serde_json::from_value(reply.output.clone()).map_err(|err| {
-            OpError::new(&self.id, op, ErrorCode::Runtime, format!("unexpected output shape: {err}"))
+            OpError::new(
+                &self.id,
+                op,
+                ErrorCode::Runtime,
+                format!("unexpected output shape: {err}"),
+            )
         })?;
         Ok((parsed, reply))
     }
 
     /// Starts a stream op and subscribes to its events. Events that arrive
     /// before this returns are buffered, never lost to a race.
-    pub async fn start_stream(&self, op: &str, input: Value, timeout: Duration) -> Result<Stream, OpError> {
+    pub async fn start_stream(
+        &self,
+        op: &str,
+        input: Value,
+        timeout: Duration,
+    ) -> Result<Stream, OpError> {
         let reply = self.call(op, input, timeout).await?;
         let Some(stream_id) = reply.output.get("stream_id").and_then(Value::as_str) else {
-            return Err(OpError::new(&self.id, op, ErrorCode::Runtime, "the answer has no stream_id"));
+            return Err(OpError::new(
+                &self.id,
+                op,
+                ErrorCode::Runtime,
+                "the answer has no stream_id",
+            ));
         };
         Ok(self.subscribe(stream_id, op))
     }
@@ -366,7 +408,9 @@ impl Client {
 
     /// Why the connection died, if it did.
     pub fn failure(&self) -> Option<OpError> {
-        self.connection.fatal().map(|fatal| fatal.to_error(&self.id, "connection"))
+        self.connection
+            .fatal()
+            .map(|fatal| fatal.to_error(&self.id, "connection"))
     }
 
     /// Closes stdin, gives the plugin `eof_grace` to exit, then SIGTERM,
@@ -374,7 +418,11 @@ impl Client {
     pub async fn close(mut self) -> CloseReport {
         let broken = self.connection.fatal().is_some();
         self.frames.take();
-        let eof_grace = if broken { Duration::ZERO } else { self.options.eof_grace };
+        let eof_grace = if broken {
+            Duration::ZERO
+        } else {
+            self.options.eof_grace
+        };
         let report = match self.process.as_mut() {
             Some(process) => process.terminate(eof_grace, self.options.term_grace).await,
             None => CloseReport {
@@ -395,7 +443,11 @@ impl Client {
 
     fn request_context(&self, timeout: Duration) -> RequestContext {
         RequestContext {
-            repo_root: self.meta.repo_root.as_ref().map(|p| p.display().to_string()),
+            repo_root: self
+                .meta
+                .repo_root
+                .as_ref()
+                .map(|p| p.display().to_string()),
             cwd: self.meta.cwd.as_ref().map(|p| p.display().to_string()),
             deadline_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
             dry_run: self.meta.dry_run,
@@ -449,13 +501,17 @@ impl Drop for Stream {
     }
 }
 
-async fn read_handshake<R: AsyncBufRead + Unpin>(reader: &mut LineReader<R>) -> Result<Handshake, String> {
+async fn read_handshake<R: AsyncBufRead + Unpin>(
+    reader: &mut LineReader<R>,
+) -> Result<Handshake, String> {
     loop {
         let line = match reader.next_line().await {
             Ok(Some(line)) => line,
             Ok(None) => return Err("the plugin closed stdout before sending a handshake".into()),
             Err(LineError::TooLarge { limit }) => {
-                return Err(format!("the first stdout line is longer than {limit} bytes"))
+                return Err(format!(
+                    "the first stdout line is longer than {limit} bytes"
+                ))
             }
             Err(LineError::Io(err)) => return Err(format!("cannot read stdout: {err}")),
         };
@@ -482,7 +538,9 @@ async fn drain_stderr(
         let text = match reader.next_line().await {
             Ok(Some(line)) => String::from_utf8_lossy(line).into_owned(),
             Ok(None) | Err(LineError::Io(_)) => return,
-            Err(LineError::TooLarge { limit }) => format!("[a stderr line longer than {limit} bytes was cut]"),
+            Err(LineError::TooLarge { limit }) => {
+                format!("[a stderr line longer than {limit} bytes was cut]")
+            }
         };
         if let Ok(mut tail) = tail.lock() {
             if tail.len() == STDERR_TAIL {
@@ -499,7 +557,9 @@ async fn drain_stderr(
 }
 
 fn snapshot(tail: &Mutex<VecDeque<String>>) -> Vec<String> {
-    tail.lock().map(|t| t.iter().cloned().collect()).unwrap_or_default()
+    tail.lock()
+        .map(|t| t.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 fn describe_exit(code: Option<i32>, signal: Option<i32>) -> String {

@@ -175,39 +175,43 @@ impl EventSink {
         &self.stream_id
     }
 
-    /// Sends an event named `event` with optional fields.
-    pub fn emit(&self, event: &str, fields: Option<serde_json::Map<String, Value>>) {
+    /// Sends an event named `event` with optional fields. Waits while the
+    /// output queue is full, so a fast producer cannot exhaust memory.
+    pub async fn emit(&self, event: &str, fields: Option<serde_json::Map<String, Value>>) {
         self.send(Event {
             stream_id: self.stream_id.clone(),
             event: event.into(),
             fields: fields.map(|f| f.into_iter().collect()),
             ..Event::default()
-        });
+        })
+        .await;
     }
 
     /// Sends a `log` event with a level and a message.
-    pub fn log(&self, level: &str, message: impl Into<String>) {
+    pub async fn log(&self, level: &str, message: impl Into<String>) {
         self.send(Event {
             stream_id: self.stream_id.clone(),
             event: "log".into(),
             level: Some(level.into()),
             message: Some(message.into()),
             ..Event::default()
-        });
+        })
+        .await;
     }
 
-    pub(crate) fn end(&self, ok: bool, message: Option<String>) {
+    pub(crate) async fn end(&self, ok: bool, message: Option<String>) {
         self.send(Event {
             stream_id: self.stream_id.clone(),
             event: Event::END.into(),
             ok: Some(ok),
             message,
             ..Event::default()
-        });
+        })
+        .await;
     }
 
-    fn send(&self, event: Event) {
+    async fn send(&self, event: Event) {
         // The writer is gone only when the host has gone; nothing to do then.
-        let _ = self.frames.send(frame_line(&Frame::Event(event)));
+        let _ = self.frames.send(frame_line(&Frame::Event(event))).await;
     }
 }

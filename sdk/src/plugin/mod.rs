@@ -179,17 +179,10 @@ impl Plugin {
 
     /// Serves stdin/stdout until stdin closes; returns the exit status.
     ///
-    /// Before anything else fd 1 is moved aside for frames and pointed at
-    /// stderr. Logs (`tracing`, filter from `DEVCTL_PLUGIN_LOG`, default
+    /// Before serving, stdin and stdout are moved aside for the protocol and
+    /// fd 0/fd 1 are pointed at /dev/null and stderr. Logs (`tracing`, level from `DEVCTL_PLUGIN_LOG`, default
     /// `info`) go to stderr.
     pub fn run(self) -> ExitCode {
-        let frames = match stdio::take_stdout_for_frames() {
-            Ok(frames) => frames,
-            Err(err) => {
-                eprintln!("{}: cannot protect stdout: {err}", self.name);
-                return ExitCode::from(2);
-            }
-        };
         init_tracing();
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -202,16 +195,22 @@ impl Plugin {
                 return ExitCode::from(2);
             }
         };
+        let name = self.name.clone();
         let result = runtime.block_on(async move {
-            let output = tokio::fs::File::from_std(frames);
-            self.serve(tokio::io::stdin(), output).await
+            let (input, output) = stdio::take_protocol_stdio().map_err(|err| {
+                std::io::Error::new(
+                    err.kind(),
+                    format!("cannot take stdin/stdout for frames: {err}"),
+                )
+            })?;
+            self.serve(input, output).await
         });
         // Handlers still blocked in system calls must not delay the exit.
         runtime.shutdown_timeout(std::time::Duration::from_millis(100));
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
-                eprintln!("plugin stopped: {err}");
+                eprintln!("{name}: plugin stopped: {err}");
                 ExitCode::from(1)
             }
         }
@@ -222,8 +221,8 @@ impl Plugin {
     /// and open streams ended.
     pub async fn serve<R, W>(self, input: R, output: W) -> std::io::Result<()>
     where
-        R: tokio::io::AsyncRead + Unpin + Send + 'static,
-        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+        R: tokio::io::AsyncRead + Send + 'static,
+        W: tokio::io::AsyncWrite + Send + 'static,
     {
         serve::serve(Arc::new(self.into_registry()), input, output).await
     }
@@ -261,10 +260,17 @@ fn invalid_input(op: &str, err: &serde_json::Error) -> OpError {
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("DEVCTL_PLUGIN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // DEVCTL_PLUGIN_LOG is a level: error, warn, info (default), debug, trace.
+    let level = std::env::var("DEVCTL_PLUGIN_LOG")
+        .ok()
+        .and_then(|level| {
+            level
+                .parse::<tracing_subscriber::filter::LevelFilter>()
+                .ok()
+        })
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false)

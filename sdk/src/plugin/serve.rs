@@ -19,8 +19,10 @@ use tracing::Instrument;
 use super::{CommandFn, Ctx, EventSink, OpError, OpFn, StreamFn};
 use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineReader};
 
-/// How long in-flight handlers get to answer `E_CANCELED` after stdin closes.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(200);
+/// After stdin closes: how long work in flight may still finish normally…
+const FINISH_GRACE: Duration = Duration::from_millis(200);
+/// …and then how long cancelled handlers get to answer `E_CANCELED`.
+const CANCEL_GRACE: Duration = Duration::from_millis(200);
 
 pub(crate) struct Registry {
     pub handshake: Handshake,
@@ -32,13 +34,18 @@ pub(crate) struct Registry {
 
 pub(crate) async fn serve<R, W>(registry: Arc<Registry>, input: R, output: W) -> std::io::Result<()>
 where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: AsyncRead + Send + 'static,
+    W: AsyncWrite + Send + 'static,
 {
-    let (frames, writer) = spawn_writer(output);
-    let _ = frames.send(frame_line(&Frame::Handshake(registry.handshake.clone())));
+    let (frames, writer) = spawn_writer(Box::pin(output));
+    let _ = frames
+        .send(frame_line(&Frame::Handshake(registry.handshake.clone())))
+        .await;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut reader = LineReader::new(BufReader::with_capacity(64 * 1024, input), registry.max_line);
+    let mut reader = LineReader::new(
+        BufReader::with_capacity(64 * 1024, Box::pin(input)),
+        registry.max_line,
+    );
     let mut tasks = JoinSet::new();
     let mut next_stream = 0u64;
 
@@ -62,7 +69,7 @@ where
             Ok(request) => request,
             Err(BadLine::Answerable { request_id, error }) => {
                 tracing::warn!(request_id = %request_id, "bad request: {}", error.message);
-                send(&frames, Response::failure(request_id, error));
+                send(&frames, Response::failure(request_id, error)).await;
                 continue;
             }
             Err(BadLine::Ignored(reason)) => {
@@ -78,7 +85,7 @@ where
             tasks.spawn(
                 async move {
                     let result = bounded(&ctx, work).await;
-                    send(&frames, response(&ctx, result));
+                    send(&frames, response(&ctx, result)).await;
                 }
                 .instrument(span),
             );
@@ -86,17 +93,22 @@ where
             next_stream += 1;
             let stream_id = format!("{}-{next_stream}", request.op);
             // The answer goes out before any event: same writer, same order.
-            send(&frames, response(&ctx, Ok(json!({ "stream_id": stream_id }))));
+            send(
+                &frames,
+                response(&ctx, Ok(json!({ "stream_id": stream_id }))),
+            )
+            .await;
             let sink = EventSink::new(stream_id, frames.clone());
             let work = handler(ctx.clone(), request.input, sink.clone());
             tasks.spawn(
                 async move {
                     tokio::select! {
+                        biased;
                         result = work => match result {
-                            Ok(()) => sink.end(true, None),
-                            Err(err) => sink.end(false, Some(err.to_string())),
+                            Ok(()) => sink.end(true, None).await,
+                            Err(err) => sink.end(false, Some(err.to_string())).await,
                         },
-                        () = ctx.cancelled() => sink.end(false, Some("plugin is shutting down".into())),
+                        () = ctx.cancelled() => sink.end(false, Some("plugin is shutting down".into())).await,
                     }
                 }
                 .instrument(span),
@@ -109,7 +121,7 @@ where
                 async move {
                     let work = run_command(registry, ctx.clone(), input);
                     let result = bounded(&ctx, work).await;
-                    send(&frames, response(&ctx, result));
+                    send(&frames, response(&ctx, result)).await;
                 }
                 .instrument(span),
             );
@@ -118,15 +130,20 @@ where
                 ErrorCode::Unsupported,
                 format!("op {:?} is not supported by this plugin", request.op),
             );
-            send(&frames, response(&ctx, Err(error)));
+            send(&frames, response(&ctx, Err(error))).await;
         }
         while tasks.try_join_next().is_some() {}
     }
 
-    let _ = shutdown_tx.send(true);
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tasks.abort_all();
+    // Work already under way gets a moment to finish; then it is cancelled
+    // (answered E_CANCELED, streams ended), and whatever still hangs is dropped.
+    let finish = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(FINISH_GRACE, finish).await.is_err() {
+        let _ = shutdown_tx.send(true);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(CANCEL_GRACE, drain).await.is_err() {
+            tasks.abort_all();
+        }
     }
     drop(frames);
     match writer.await {
@@ -154,6 +171,7 @@ where
         }
     };
     tokio::select! {
+        biased;
         result = timed => result,
         () = ctx.cancelled() => Err(OpError::new(ErrorCode::Canceled, "plugin is shutting down (stdin closed)")),
     }
@@ -183,14 +201,17 @@ fn response(ctx: &Ctx, result: Result<Value, OpError>) -> Response {
     response
 }
 
-fn send(frames: &FrameSender, response: Response) {
+async fn send(frames: &FrameSender, response: Response) {
     // A closed writer means the host is gone; there is no one to tell.
-    let _ = frames.send(frame_line(&Frame::Response(response)));
+    let _ = frames.send(frame_line(&Frame::Response(response))).await;
 }
 
 enum BadLine {
     /// Names a request id, so the host can be told what was wrong.
-    Answerable { request_id: String, error: ErrorBody },
+    Answerable {
+        request_id: String,
+        error: ErrorBody,
+    },
     Ignored(String),
 }
 

@@ -1,21 +1,123 @@
-//! Protecting stdout: frames get a private copy of fd 1, and fd 1 itself is
-//! pointed at stderr, so a stray `println!` or a child process writing to its
-//! inherited stdout lands in the logs instead of corrupting the protocol.
+//! The plugin's private protocol pipes.
+//!
+//! At start-up the SDK moves stdin and stdout aside into close-on-exec
+//! descriptors that only the protocol uses, then points fd 0 at /dev/null
+//! and fd 1 at stderr. So a stray `println!`, or a child process a handler
+//! starts, can neither corrupt the frames nor swallow requests.
+//!
+//! When the protocol descriptors are pipes or sockets (the normal case under
+//! a host) they are driven non-blocking through the reactor; anything else
+//! (a terminal, a file) falls back to tokio's blocking-pool file I/O.
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
 
-/// Moves the real stdout aside (close-on-exec, so children never inherit it)
-/// and returns it as the frame channel.
-pub(crate) fn take_stdout_for_frames() -> std::io::Result<File> {
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::sys::stat::{fstat, SFlag};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+pub(crate) type Input = Pin<Box<dyn AsyncRead + Send>>;
+pub(crate) type Output = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Takes fd 0 and fd 1 for the protocol and neutralises them for everyone
+/// else. Must run inside the runtime (the pipes register with its reactor).
+pub(crate) fn take_protocol_stdio() -> std::io::Result<(Input, Output)> {
     std::io::stdout().lock().flush()?;
-    let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
-    let copy = nix::fcntl::fcntl(stdout.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))
-        .map_err(std::io::Error::from)?;
-    // SAFETY: `copy` is a fresh descriptor we own, returned by F_DUPFD_CLOEXEC.
-    let frames = unsafe { File::from_raw_fd(copy) };
-    nix::unistd::dup2_stdout(stderr.as_fd()).map_err(std::io::Error::from)?;
-    Ok(frames)
+    let input = private_copy(std::io::stdin().as_fd())?;
+    let output = private_copy(std::io::stdout().as_fd())?;
+    let null = File::open("/dev/null")?;
+    nix::unistd::dup2_stdin(null.as_fd()).map_err(std::io::Error::from)?;
+    nix::unistd::dup2_stdout(std::io::stderr().as_fd()).map_err(std::io::Error::from)?;
+    let input: Input = match Pipe::new(input)? {
+        Ok(pipe) => Box::pin(pipe),
+        Err(fd) => Box::pin(tokio::fs::File::from_std(File::from(fd))),
+    };
+    let output: Output = match Pipe::new(output)? {
+        Ok(pipe) => Box::pin(pipe),
+        Err(fd) => Box::pin(tokio::fs::File::from_std(File::from(fd))),
+    };
+    Ok((input, output))
+}
+
+fn private_copy(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
+    let copy = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(3)).map_err(std::io::Error::from)?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(copy) })
+}
+
+/// A pipe or socket driven by the reactor.
+struct Pipe {
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl Pipe {
+    /// `Ok(Err(fd))` when `fd` is not a pipe or socket.
+    fn new(fd: OwnedFd) -> std::io::Result<Result<Pipe, OwnedFd>> {
+        let kind = fstat(&fd).map_err(std::io::Error::from)?.st_mode & SFlag::S_IFMT.bits();
+        if kind != SFlag::S_IFIFO.bits() && kind != SFlag::S_IFSOCK.bits() {
+            return Ok(Err(fd));
+        }
+        // Only this process holds these descriptions now (the copies are
+        // close-on-exec and fd 0/1 point elsewhere), so O_NONBLOCK is private.
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+        // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, which owns it
+        // until the pipe is dropped; nothing else closes or replaces it.
+        let fd = unsafe { AsyncFd::register(fd)? };
+        Ok(Ok(Pipe { fd }))
+    }
+}
+
+impl AsyncRead for Pipe {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
+            let unfilled = buf.initialize_unfilled();
+            match guard.try_io(|fd| {
+                nix::unistd::read(fd.get_ref().as_fd(), unfilled).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(read)) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(err)) => return Poll::Ready(Err(err)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Pipe {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.fd.poll_write_ready(cx))?;
+            match guard
+                .try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from))
+            {
+                Ok(result) => return Poll::Ready(result),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
