@@ -12,6 +12,7 @@
 mod connection;
 mod error;
 mod process;
+pub mod raw;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineRead
 use connection::{read_frames, Connection, StreamState};
 pub use error::OpError;
 use process::ProcessGroup;
-pub use process::{group_members, CloseReport};
+pub use process::{descendants, group_members, is_alive, CloseReport, ProcessId};
 
 /// How to start a plugin.
 #[derive(Debug, Clone, Default)]
@@ -527,7 +528,7 @@ async fn read_handshake<R: AsyncBufRead + Unpin>(
     }
 }
 
-async fn drain_stderr(
+pub(crate) async fn drain_stderr(
     plugin_id: String,
     stderr: tokio::process::ChildStderr,
     sink: StderrSink,
@@ -556,7 +557,7 @@ async fn drain_stderr(
     }
 }
 
-fn snapshot(tail: &Mutex<VecDeque<String>>) -> Vec<String> {
+pub(crate) fn snapshot(tail: &Mutex<VecDeque<String>>) -> Vec<String> {
     tail.lock()
         .map(|t| t.iter().cloned().collect())
         .unwrap_or_default()

@@ -24,6 +24,27 @@ pub struct CloseReport {
     pub leftover: Vec<u32>,
 }
 
+/// The command that starts a plugin: its own process group, piped stdio,
+/// killed if dropped; `cwd` overrides the spec's workdir.
+pub(crate) fn plugin_command(
+    spec: &super::PluginSpec,
+    cwd: Option<&std::path::Path>,
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&spec.program);
+    command
+        .args(&spec.args)
+        .envs(&spec.env)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = cwd.or(spec.workdir.as_deref()) {
+        command.current_dir(dir);
+    }
+    command
+}
+
 pub(crate) struct ProcessGroup {
     child: Child,
     pgid: i32,
@@ -88,7 +109,10 @@ impl ProcessGroup {
         let _ = killpg(Pid::from_raw(self.pgid), signal);
     }
 
-    async fn wait_leader(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) async fn wait_leader(
+        &mut self,
+        grace: Duration,
+    ) -> Option<std::process::ExitStatus> {
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(Ok(status)) => {
                 self.reaped = true;
@@ -105,28 +129,85 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// A process identified by pid *and* start time, so a reused pid is never
+/// mistaken for the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessId {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22).
+    pub start_time: u64,
+}
+
+/// The fields of `/proc/<pid>/stat` we use.
+struct Stat {
+    state: char,
+    ppid: u32,
+    pgrp: i32,
+    start_time: u64,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may contain spaces and parentheses: parse after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn live(stat: &Stat) -> bool {
+    stat.state != 'Z' && stat.state != 'X'
+}
+
 /// Live (non-zombie) processes whose process group is `pgid`, from /proc.
 pub fn group_members(pgid: i32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the parenthesised command: state ppid pgrp …
-            let Some(rest) = stat.rfind(')').map(|at| &stat[at + 1..]) else {
-                return false;
-            };
-            let mut fields = rest.split_whitespace();
-            let state = fields.next().unwrap_or("");
-            let group = fields.nth(1).and_then(|g| g.parse::<i32>().ok());
-            group == Some(pgid) && state != "Z" && state != "X"
-        })
+    all_pids()
+        .into_iter()
+        .filter(|pid| read_stat(*pid).is_some_and(|stat| stat.pgrp == pgid && live(&stat)))
         .collect()
+}
+
+/// Every live descendant of `pid` (children, their children, …), wherever
+/// their process group.
+pub fn descendants(pid: u32) -> Vec<ProcessId> {
+    let table: Vec<(u32, Stat)> = all_pids()
+        .into_iter()
+        .filter_map(|p| read_stat(p).map(|stat| (p, stat)))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for (child, stat) in &table {
+            if stat.ppid == parent && live(stat) {
+                found.push(ProcessId {
+                    pid: *child,
+                    start_time: stat.start_time,
+                });
+                frontier.push(*child);
+            }
+        }
+    }
+    found
+}
+
+/// Whether that very process (same pid, same start time) is still alive.
+pub fn is_alive(process: ProcessId) -> bool {
+    read_stat(process.pid).is_some_and(|stat| stat.start_time == process.start_time && live(&stat))
 }
 
 async fn wait_until_empty(pgid: i32, limit: Duration) {
