@@ -42,7 +42,9 @@ struct Cli {
     /// The repo the plugin works on (a scratch copy is used; yours is never touched).
     #[arg(long, value_name = "DIR")]
     repo_root: Option<PathBuf>,
-    /// Multiply every deadline by F (e.g. 3 on a slow CI machine).
+    /// Multiply every deadline by F (e.g. 3 on a slow CI machine). Below 1 it
+    /// only shortens waits for missing answers; the protocol's own limits
+    /// (handshake 2 s, unknown op 500 ms) are never tightened.
     #[arg(long, value_name = "F", default_value_t = 1.0)]
     timeout_scale: f64,
     /// Report only this check or family (repeatable).

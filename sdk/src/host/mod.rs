@@ -137,18 +137,7 @@ impl Client {
         meta: RequestMeta,
         options: HostOptions,
     ) -> Result<Client, OpError> {
-        let mut command = tokio::process::Command::new(&spec.program);
-        command
-            .args(&spec.args)
-            .envs(&spec.env)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = &spec.workdir {
-            command.current_dir(dir);
-        }
+        let mut command = process::plugin_command(spec, None);
         let start_error =
             |code, message: String| OpError::new(&spec.id, "handshake", code, message);
         let mut child = command.spawn().map_err(|err| {

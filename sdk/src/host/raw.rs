@@ -13,7 +13,7 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
 
-use super::process::{CloseReport, ProcessGroup};
+use super::process::{plugin_command, CloseReport, ProcessGroup};
 use super::{drain_stderr, snapshot, PluginSpec, StderrSink};
 use crate::frame_io::{frame_line, LineError, LineReader};
 
@@ -46,18 +46,7 @@ impl RawSession {
         cwd: Option<&Path>,
         max_line: usize,
     ) -> std::io::Result<RawSession> {
-        let mut command = tokio::process::Command::new(&spec.program);
-        command
-            .args(&spec.args)
-            .envs(&spec.env)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(dir) = cwd.or(spec.workdir.as_deref()) {
-            command.current_dir(dir);
-        }
+        let mut command = plugin_command(spec, cwd);
         let mut child = command.spawn()?;
         let missing = || std::io::Error::other("the plugin has no stdio pipes");
         let stdin = child.stdin.take().ok_or_else(missing)?;
