@@ -99,6 +99,7 @@ pub struct Suite {
     skip: Vec<String>,
     probe_commands: bool,
     baseline: Baseline,
+    env: BTreeMap<String, String>,
 }
 
 impl Suite {
@@ -115,7 +116,14 @@ impl Suite {
             skip: Vec::new(),
             probe_commands: false,
             baseline: Baseline::default(),
+            env: BTreeMap::new(),
         }
+    }
+
+    /// An environment variable for the plugin process (repeatable).
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Suite {
+        self.env.insert(key.into(), value.into());
+        self
     }
 
     /// The repo the plugin works on; the suite uses a scratch copy of it.
@@ -193,6 +201,7 @@ impl Suite {
             id: "plugin".into(),
             program,
             args,
+            env: self.env.clone(),
             ..PluginSpec::default()
         };
         let scratch =

@@ -9,7 +9,8 @@
 //! ([`handshake::validate_handshake`], [`protocol::decode_frame`]); reading and
 //! writing frames is the SDK's job. All input types ignore unknown fields so
 //! that newer peers can talk to older ones. [`schema::all`] lists the JSON
-//! Schemas committed under `contract/schema/`.
+//! Schemas committed under `contract/schema/`; [`secrets`] says how every
+//! tool recognises and hides secrets.
 
 pub mod error_code;
 pub mod handshake;
@@ -18,5 +19,6 @@ pub mod ops;
 pub mod protocol;
 pub mod report;
 pub mod schema;
+pub mod secrets;
 
 pub use error_code::ErrorCode;

@@ -2,13 +2,12 @@
 //!
 //! Secrets never reach stdout, stderr or a file unless the user passed
 //! `--show-secrets`. Known secret keys are listed here; keys the schema does
-//! not know are treated as secret when their name says so (`password`,
-//! `secret`, `token`).
+//! not know are treated as secret when their name says so (the shared rule
+//! in `devctl_contract::secrets`).
 
 use serde_json::Value;
 
-/// What is printed instead of a secret.
-pub const REDACTED: &str = "<redacted>";
+pub use devctl_contract::secrets::{redact_url_password, REDACTED};
 
 /// Vite variables whose values are secret.
 pub const SECRET_VITE_VARS: &[&str] = &["VITE_STYTCH_PUBLIC_TOKEN"];
@@ -25,12 +24,7 @@ pub fn is_secret_vite_var(name: &str) -> bool {
 
 /// The value of config `key` as it may be shown.
 pub fn redact_config_value(key: &str, value: &Value) -> Value {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    if SECRET_KEYS.contains(&key)
-        || ["password", "secret", "token"]
-            .iter()
-            .any(|word| last.contains(word))
-    {
+    if SECRET_KEYS.contains(&key) || devctl_contract::secrets::is_secret_name(key) {
         return Value::String(REDACTED.into());
     }
     match value {
@@ -39,27 +33,6 @@ pub fn redact_config_value(key: &str, value: &Value) -> Value {
         }
         other => other.clone(),
     }
-}
-
-/// `postgres://app:hunter2@db/x` → `postgres://app:<redacted>@db/x`.
-pub fn redact_url_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let Some(colon) = rest[..at].find(':') else {
-        return url.to_owned();
-    };
-    format!(
-        "{}{}:{REDACTED}{}",
-        &url[..scheme_end],
-        &rest[..colon],
-        &rest[at..]
-    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,103 @@
-//! `devctl`: the orchestrator. Not built yet (see the README's roadmap); this
-//! binary says so instead of pretending to work.
+//! `devctl`: parse flags, open the repository once, dispatch.
+
+mod builtins;
+mod cli;
+mod commands;
+mod config;
+mod pipeline;
+mod render;
+mod repository;
+mod transform;
 
 use std::process::ExitCode;
 
+use clap::Parser;
+
+use cli::{Cli, Command, PluginsCommand};
+use repository::{Repository, Settings};
+
 fn main() -> ExitCode {
-    eprintln!(
-        "devctl: not implemented yet. Use `moments-dev dev manifest` for the dev contract; \
-         the orchestrator lands with the orchestrator issues (see README, Roadmap)."
-    );
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(interruptible(run(cli))) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            let usage = err.downcast_ref::<config::ConfigError>().is_some()
+                || err.to_string().starts_with("unknown command");
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+/// Runs `work` until it ends or the user interrupts (SIGINT/SIGTERM). On an
+/// interrupt the work is dropped, which kills every plugin group it started,
+/// and the exit status says which signal it was.
+async fn interruptible(
+    work: impl std::future::Future<Output = anyhow::Result<u8>>,
+) -> anyhow::Result<u8> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return work.await;
+    };
+    tokio::select! {
+        result = work => result,
+        _ = interrupt.recv() => Ok(130),
+        _ = terminate.recv() => Ok(143),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let settings = Settings {
+        repo_root: cli.global.repo_root,
+        config: cli.global.config,
+        strict: cli.global.strict,
+        dry_run: cli.global.dry_run,
+        timeout: cli.global.timeout,
+    };
+    let repo = Repository::open(&settings)?;
+    for warning in &repo.config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let ok = |passed: bool| if passed { 0 } else { 1 };
+    Ok(match cli.command {
+        Command::Plan(args) => ok(builtins::plan(&repo, &args).await?),
+        Command::Plugins(PluginsCommand::List { json }) => {
+            builtins::plugins_list(&repo, json).await?;
+            0
+        }
+        Command::Plugins(PluginsCommand::Check { id, timeout_scale }) => ok(
+            builtins::plugins_check(&repo, id.as_deref(), timeout_scale)?,
+        ),
+        Command::Commands { json } => {
+            commands::list(&repo, json).await?;
+            0
+        }
+        Command::Stream(args) => u8::try_from(builtins::stream(&repo, &args).await?).unwrap_or(1),
+        Command::Status { json } => {
+            builtins::status(&repo, json)?;
+            0
+        }
+        Command::External(words) => {
+            let Some((name, argv)) = words.split_first() else {
+                anyhow::bail!("unknown command ``");
+            };
+            match commands::run(&repo, name, argv).await? {
+                Some(code) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
+                None => 2,
+            }
+        }
+    })
 }

@@ -96,12 +96,19 @@ impl ProcessGroup {
         }
     }
 
-    /// Kills the whole group at once, without waiting (for `Drop`).
+    /// Kills the whole group at once (for `Drop`), and waits (briefly, it
+    /// is a SIGKILL) until no live member is left, so that "dropped" really
+    /// means "gone" even if the program exits right after.
     pub fn kill_now(&mut self) {
-        if !self.reaped || !group_members(self.pgid).is_empty() {
-            self.signal(Signal::SIGKILL);
+        if self.reaped && group_members(self.pgid).is_empty() {
+            return;
         }
+        self.signal(Signal::SIGKILL);
         let _ = self.child.start_kill();
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while !group_members(self.pgid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn signal(&self, signal: Signal) {

@@ -1,0 +1,160 @@
+//! Command-line surface of `devctl`. Parsing only.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the pipeline failed (an op error, a failed step, invalid config, a strict collision)
+  2  usage error, bad .devctl.yaml, unknown command
+  N  a plugin command's own exit code";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "devctl",
+    version,
+    about = "Run a repo's dev environment from protocol-v2 plugins.",
+    long_about = "Run a repo's dev environment from protocol-v2 plugins listed in .devctl.yaml \
+(and plugins/devctl-<id> executables). Besides the built-in commands below, every command a \
+plugin declares in its handshake is available as `devctl <command> [args…]`.",
+    after_help = EXIT_CODES,
+    allow_external_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Repo root (default: the nearest ancestor with a .devctl.yaml, else the cwd).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub repo_root: Option<PathBuf>,
+    /// Config file (default: <root>/.devctl.yaml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Treat step and service name collisions between plugins as errors.
+    #[arg(long, global = true)]
+    pub strict: bool,
+    /// Send dry_run to every plugin: nothing may be changed.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Timeout of each plugin call: 30s, 500ms, 2m, or seconds.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline without side effects and show the resulting plan.
+    Plan(PlanArgs),
+    /// Inspect and check the configured plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// List the commands plugins provide.
+    Commands {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a stream op and print its events until it ends (Ctrl-C stops it).
+    Stream(StreamArgs),
+    /// Show what is running.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// A command provided by a plugin.
+    #[command(external_subcommand)]
+    External(Vec<String>),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[arg(long)]
+    pub json: bool,
+    /// Show which plugin set each config key and service, and what it overrode.
+    #[arg(long)]
+    pub explain: bool,
+    /// Materialize the plan without this plugin's contributions (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub without: Vec<String>,
+    /// Print secret-looking values (tokens, passwords) instead of <redacted>.
+    #[arg(long)]
+    pub show_secrets: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Start every plugin and show its handshake.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the conformance suite against the plugins (or one).
+    Check {
+        /// Only this plugin.
+        id: Option<String>,
+        /// Multiply the suite's deadlines (e.g. 3 on a slow machine).
+        #[arg(long, default_value_t = 1.0)]
+        timeout_scale: f64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The stream op to start.
+    #[arg(long)]
+    pub op: String,
+    /// The plugin to ask (default: the first that declares the op).
+    #[arg(long, value_name = "ID")]
+    pub plugin: Option<String>,
+    /// The op's input, as JSON.
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub input_json: String,
+    /// Print each event as a JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `30s`, `500ms`, `2m`, or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|at| text.split_at(at))
+        .unwrap_or((text, "s"));
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
+    };
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err(format!("{text:?} must be more than zero"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_or_without_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! `.devctl.yaml`: which plugins to run, in which order, how strictly.
+//!
+//! ```yaml
+//! strictness: warn            # or error: step/service collisions fail
+//! plugins:
+//!   - id: moments
+//!     path: moments-dev       # a bare name is looked up on PATH;
+//!     args: [dev, plugin]     # a path with a slash is relative to the repo root
+//!     priority: 10            # lower runs first; ties by id
+//!     workdir: .              # relative to the repo root
+//!     env: {MOMENTS_CONFIG_ENV: development}
+//!     enabled: true
+//! ```
+//!
+//! Executables named `plugins/devctl-<id>` are picked up too, as devctl
+//! does, unless a configured plugin already has that id.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The default priority of plugins that do not set one.
+pub const DEFAULT_PRIORITY: i64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strictness {
+    #[default]
+    Warn,
+    Error,
+}
+
+/// One plugin, resolved: an absolute program and working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginEntry {
+    pub id: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub priority: i64,
+    pub workdir: PathBuf,
+    pub env: BTreeMap<String, String>,
+    pub enabled: bool,
+    /// Where it was declared (`.devctl.yaml` or `plugins/devctl-<id>`).
+    pub source: String,
+}
+
+/// The loaded config: plugins in run order (priority, then id).
+#[derive(Debug, Clone, Default)]
+pub struct DevctlConfig {
+    pub strictness: Strictness,
+    pub plugins: Vec<PluginEntry>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {message}\n  fix: correct the YAML syntax", path.display())]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{}: {key}: {message}\n  fix: {fix}", path.display())]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+        fix: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    strictness: Option<String>,
+    #[serde(default)]
+    plugins: Vec<RawPlugin>,
+    #[serde(flatten)]
+    other: BTreeMap<String, yaml_serde::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawPlugin {
+    id: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    priority: Option<i64>,
+    workdir: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    enabled: Option<bool>,
+    #[serde(flatten)]
+    other: BTreeMap<String, yaml_serde::Value>,
+}
+
+impl DevctlConfig {
+    /// Loads `path` (a missing file means "no configured plugins") and adds
+    /// auto-discovered `plugins/devctl-<id>` executables.
+    pub fn load(
+        repo_root: &Path,
+        path: &Path,
+        path_var: Option<&str>,
+    ) -> Result<DevctlConfig, ConfigError> {
+        let mut config = DevctlConfig::default();
+        if path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            })?;
+            config = parse(repo_root, path, &text, path_var)?;
+        }
+        let configured: BTreeSet<String> = config.plugins.iter().map(|p| p.id.clone()).collect();
+        for entry in discover(repo_root) {
+            if !configured.contains(&entry.id) {
+                config.plugins.push(entry);
+            }
+        }
+        config
+            .plugins
+            .sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        Ok(config)
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = &PluginEntry> {
+        self.plugins.iter().filter(|p| p.enabled)
+    }
+}
+
+fn parse(
+    repo_root: &Path,
+    path: &Path,
+    text: &str,
+    path_var: Option<&str>,
+) -> Result<DevctlConfig, ConfigError> {
+    let raw: Option<RawFile> = yaml_serde::from_str(text).map_err(|err| {
+        let (line, column) = err
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        let message = err.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    })?;
+    let Some(raw) = raw else {
+        return Ok(DevctlConfig::default());
+    };
+    let invalid = |key: String, message: String, fix: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key,
+        message,
+        fix,
+    };
+    let strictness = match raw.strictness.as_deref() {
+        None | Some("warn") => Strictness::Warn,
+        Some("error") => Strictness::Error,
+        Some(other) => {
+            return Err(invalid(
+                "strictness".into(),
+                format!("unknown value {other:?}"),
+                "use `strictness: warn` or `strictness: error`".into(),
+            ))
+        }
+    };
+    let mut warnings: Vec<String> = raw
+        .other
+        .keys()
+        .map(|key| {
+            format!(
+                "{}: `{key}` is not used by this devctl (ignored)",
+                path.display()
+            )
+        })
+        .collect();
+    let mut plugins = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (index, plugin) in raw.plugins.into_iter().enumerate() {
+        let at = |field: &str| format!("plugins[{index}].{field}");
+        let id = plugin
+            .id
+            .filter(|id| !id.trim().is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    at("id"),
+                    "missing".into(),
+                    "give every plugin a unique `id`".into(),
+                )
+            })?;
+        if let Some(first) = seen.insert(id.clone(), index) {
+            return Err(invalid(
+                at("id"),
+                format!("duplicate id {id:?} (also plugins[{first}])"),
+                "give every plugin a unique `id`".into(),
+            ));
+        }
+        let raw_path = plugin
+            .path
+            .filter(|p| !p.trim().is_empty())
+            .ok_or_else(|| {
+                invalid(
+                    at("path"),
+                    "missing".into(),
+                    "set `path` to the plugin executable".into(),
+                )
+            })?;
+        let program = resolve_program(repo_root, &raw_path, path_var).ok_or_else(|| {
+            let fix = if raw_path.contains('/') {
+                format!("the path is relative to the repo root {}; check it, or build the plugin", repo_root.display())
+            } else {
+                format!("install `{raw_path}` on PATH, or give a path with a slash (relative to the repo root)")
+            };
+            invalid(at("path"), format!("{raw_path:?} does not exist"), fix)
+        })?;
+        let workdir = match plugin.workdir {
+            Some(dir) => repo_root.join(dir),
+            None => repo_root.to_path_buf(),
+        };
+        if !workdir.is_dir() {
+            return Err(invalid(
+                at("workdir"),
+                format!("{} is not a directory", workdir.display()),
+                "set `workdir` relative to the repo root, or remove it".into(),
+            ));
+        }
+        for key in plugin.other.keys() {
+            warnings.push(format!(
+                "{}: {}: unknown key, ignored",
+                path.display(),
+                at(key)
+            ));
+        }
+        plugins.push(PluginEntry {
+            id,
+            program,
+            args: plugin.args,
+            priority: plugin.priority.unwrap_or(DEFAULT_PRIORITY),
+            workdir,
+            env: plugin.env,
+            enabled: plugin.enabled.unwrap_or(true),
+            source: path.display().to_string(),
+        });
+    }
+    Ok(DevctlConfig {
+        strictness,
+        plugins,
+        warnings,
+    })
+}
+
+/// A path with a slash is relative to the repo root; a bare name is looked
+/// up on PATH.
+fn resolve_program(repo_root: &Path, path: &str, path_var: Option<&str>) -> Option<PathBuf> {
+    if path.contains('/') {
+        let program = repo_root.join(path);
+        return program.is_file().then_some(program);
+    }
+    path_var
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(path))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `plugins/devctl-<id>` executables under the repo root.
+fn discover(repo_root: &Path) -> Vec<PluginEntry> {
+    let Ok(entries) = std::fs::read_dir(repo_root.join("plugins")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PluginEntry> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_str()?.to_owned();
+            let id = name.strip_prefix("devctl-")?.to_owned();
+            let path = entry.path();
+            (!id.is_empty() && is_executable(&path)).then(|| PluginEntry {
+                id,
+                program: path,
+                args: Vec::new(),
+                priority: DEFAULT_PRIORITY,
+                workdir: repo_root.to_path_buf(),
+                env: BTreeMap::new(),
+                enabled: true,
+                source: format!("plugins/{name}"),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found
+}
