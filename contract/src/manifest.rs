@@ -52,6 +52,20 @@ pub struct ServiceSpec {
     /// Services that must be ready before this one starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// What to do when the service exits after it was ready (default `no`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<RestartPolicy>,
+}
+
+/// When a supervisor restarts a service that exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    #[default]
+    No,
+    /// Only after a non-zero exit or a signal.
+    OnFailure,
+    Always,
 }
 
 /// How to tell that a service is ready.

@@ -18,7 +18,7 @@ pub const HANDSHAKE: Duration = Duration::from_secs(2);
 
 /// Starts the enabled plugins (minus `without`); any failure is fatal here,
 /// since a plan without one of its plugins would be wrong.
-async fn start_all(
+pub async fn start_all(
     repo: &Repository,
     without: &BTreeSet<String>,
     dry_run: bool,
@@ -76,9 +76,9 @@ pub async fn plan(repo: &Repository, args: &PlanArgs) -> Result<bool> {
         redact_plan(&mut plan);
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan)?);
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
     } else {
-        print!("{}", plan_text(&plan, args.explain, true));
+        out!("{}", plan_text(&plan, args.explain, true));
     }
     Ok(plan.valid && plan.failed_steps().is_empty())
 }
@@ -128,11 +128,11 @@ pub async fn plugins_list(repo: &Repository, json_out: bool) -> Result<()> {
     }
     close_all(clients).await;
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     if rows.is_empty() {
-        println!(
+        outln!(
             "no plugins configured ({} has none, and there is no plugins/devctl-* executable)",
             repo.relative(&repo.config_path)
         );
@@ -152,18 +152,18 @@ pub async fn plugins_list(repo: &Repository, json_out: bool) -> Result<()> {
         let id = row["id"].as_str().unwrap_or("");
         match row["status"].as_str() {
             Some("ok") => {
-                println!(
+                outln!(
                     "{id}  ({} {}, priority {})",
                     row["name"].as_str().unwrap_or(""),
                     row["protocol_version"].as_str().unwrap_or(""),
                     row["priority"]
                 );
-                println!("    ops:      {}", list(row, "ops"));
-                println!("    streams:  {}", list(row, "streams"));
-                println!("    commands: {}", list(row, "commands"));
+                outln!("    ops:      {}", list(row, "ops"));
+                outln!("    streams:  {}", list(row, "streams"));
+                outln!("    commands: {}", list(row, "commands"));
             }
-            Some("disabled") => println!("{id}  (disabled)"),
-            _ => println!(
+            Some("disabled") => outln!("{id}  (disabled)"),
+            _ => outln!(
                 "{id}  FAILED: {}",
                 row["error"]
                     .as_str()
@@ -202,7 +202,7 @@ pub fn plugins_check(repo: &Repository, id: Option<&str>, timeout_scale: f64) ->
         let report = suite
             .run()
             .with_context(|| format!("plugin {}", entry.id))?;
-        println!("== {} ==\n{}", entry.id, report.human());
+        outln!("== {} ==\n{}", entry.id, report.human());
         all_ok &= report.summary.ok;
     }
     Ok(all_ok)
@@ -262,14 +262,14 @@ pub async fn stream(repo: &Repository, args: &StreamArgs) -> Result<i32> {
         match next {
             Ok(Some(event)) => {
                 if args.json {
-                    println!("{}", serde_json::to_string(&event)?);
+                    outln!("{}", serde_json::to_string(&event)?);
                 } else if event.is_end() {
                     let how = if event.ok == Some(false) {
                         "failed"
                     } else {
                         "ended"
                     };
-                    println!(
+                    outln!(
                         "[{}] stream {how}{}",
                         client.id(),
                         event.message.map(|m| format!(": {m}")).unwrap_or_default()
@@ -279,7 +279,7 @@ pub async fn stream(repo: &Repository, args: &StreamArgs) -> Result<i32> {
                         .fields
                         .map(|f| serde_json::to_string(&f).unwrap_or_default())
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "[{}] {} {} {} {fields}",
                         client.id(),
                         event.event,
@@ -298,24 +298,4 @@ pub async fn stream(repo: &Repository, args: &StreamArgs) -> Result<i32> {
     drop(events);
     client.close().await;
     Ok(code)
-}
-
-/// `devctl status` (never starts a plugin).
-pub fn status(repo: &Repository, json_out: bool) -> Result<()> {
-    let state = repo.root.join(".devctl/state.json");
-    if !state.is_file() {
-        if json_out {
-            println!("{}", json!({"running": false, "services": []}));
-        } else {
-            println!(
-                "nothing is running in {} (no .devctl/state.json)",
-                repo.root.display()
-            );
-        }
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(&state)
-        .with_context(|| format!("cannot read {}", state.display()))?;
-    println!("{text}");
-    Ok(())
 }

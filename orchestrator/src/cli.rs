@@ -30,7 +30,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct Global {
     /// Repo root (default: the nearest ancestor with a .devctl.yaml, else the cwd).
     #[arg(long, global = true, value_name = "DIR")]
@@ -51,6 +51,34 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the pipeline, then start and supervise the services.
+    Up(UpArgs),
+    /// Stop everything `up` started.
+    Down {
+        /// How long each service gets between SIGTERM and SIGKILL when devctl
+        /// has to stop it itself (the supervisor uses its own `up --grace`).
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        grace: Duration,
+    },
+    /// Show the services' logs, merged with prefixes.
+    Logs {
+        /// Only these services (default: all).
+        services: Vec<String>,
+        /// Keep printing new lines (Ctrl-C stops).
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each service.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Show stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+    },
+    /// Restart one service (and whatever depends on it), leaving the others alone.
+    Restart { service: String },
+    /// (internal) The background supervisor `up` starts.
+    #[command(name = "__supervise", hide = true)]
+    Supervise(UpArgs),
     /// Run the pipeline without side effects and show the resulting plan.
     Plan(PlanArgs),
     /// Inspect and check the configured plugins.
@@ -71,6 +99,71 @@ pub enum Command {
     /// A command provided by a plugin.
     #[command(external_subcommand)]
     External(Vec<String>),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpArgs {
+    /// Return once every service is ready; the supervisor keeps running.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[arg(long)]
+    pub skip_build: bool,
+    #[arg(long)]
+    pub skip_prepare: bool,
+    /// Start even when validation fails.
+    #[arg(long)]
+    pub skip_validate: bool,
+    /// Only this build step (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub build_step: Vec<String>,
+    /// Only this prepare step (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub prepare_step: Vec<String>,
+    /// Stop whatever is already running here first.
+    #[arg(long)]
+    pub force: bool,
+    /// How long a service gets between SIGTERM and SIGKILL when stopping.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub grace: Duration,
+}
+
+impl UpArgs {
+    /// The same options as command-line flags (for the supervisor process).
+    pub fn to_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        for (on, flag) in [
+            (self.skip_build, "--skip-build"),
+            (self.skip_prepare, "--skip-prepare"),
+            (self.skip_validate, "--skip-validate"),
+            (self.force, "--force"),
+        ] {
+            if on {
+                flags.push(flag.to_owned());
+            }
+        }
+        for step in &self.build_step {
+            flags.extend(["--build-step".to_owned(), step.clone()]);
+        }
+        for step in &self.prepare_step {
+            flags.extend(["--prepare-step".to_owned(), step.clone()]);
+        }
+        flags.extend([
+            "--grace".to_owned(),
+            format!("{}ms", self.grace.as_millis()),
+        ]);
+        flags
+    }
+
+    pub fn pipeline(&self) -> crate::pipeline::PipelineOptions {
+        let steps = |list: &Vec<String>| (!list.is_empty()).then(|| list.clone());
+        crate::pipeline::PipelineOptions {
+            skip_build: self.skip_build,
+            skip_prepare: self.skip_prepare,
+            skip_validate: self.skip_validate,
+            build_steps: steps(&self.build_step),
+            prepare_steps: steps(&self.prepare_step),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

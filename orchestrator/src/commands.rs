@@ -172,9 +172,9 @@ pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<()> {
             .iter()
             .map(|(c, plugin)| json!({"name": c.name, "help": c.help, "args_spec": c.args_spec, "plugin": plugin}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else if discovery.commands.is_empty() {
-        println!("no plugin provides commands");
+        outln!("no plugin provides commands");
     } else {
         let width = discovery
             .commands
@@ -183,7 +183,7 @@ pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<()> {
             .max()
             .unwrap_or(0);
         for (command, plugin) in &discovery.commands {
-            println!(
+            outln!(
                 "{:<width$}  {}  [{plugin}]",
                 command.name,
                 command.help.as_deref().unwrap_or("")

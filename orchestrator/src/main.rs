@@ -1,13 +1,45 @@
 //! `devctl`: parse flags, open the repository once, dispatch.
 
+/// Prints to stdout; when stdout has been closed (`devctl status | head`)
+/// the command returns [`StdoutClosed`] and devctl ends quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if write!(stdout, $($arg)*).and_then(|()| stdout.flush()).is_err() {
+            return Err(anyhow::Error::new($crate::StdoutClosed));
+        }
+    }};
+}
+
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        out!("{}\n", format_args!($($arg)*))
+    }};
+}
+
+/// Stdout was closed by its reader; not an error worth reporting.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout is closed")]
+pub struct StdoutClosed;
+
 mod builtins;
 mod cli;
 mod commands;
 mod config;
+mod control;
+mod events;
+mod health;
+mod lifecycle;
+mod logs;
 mod pipeline;
+mod procs;
 mod render;
 mod repository;
+mod state;
+mod supervisor;
 mod transform;
+mod up;
 
 use std::process::ExitCode;
 
@@ -28,8 +60,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(interruptible(run(cli))) {
+    // These commands stop what they started on SIGINT/SIGTERM themselves,
+    // in order; the blanket handler would cut that short.
+    let handles_signals = matches!(
+        cli.command,
+        Command::Up(_) | Command::Supervise(_) | Command::Stream(_) | Command::Logs { .. }
+    );
+    let result = if handles_signals {
+        runtime.block_on(run(cli))
+    } else {
+        runtime.block_on(interruptible(run(cli)))
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
+        Err(err) if err.downcast_ref::<StdoutClosed>().is_some() => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             let usage = err.downcast_ref::<config::ConfigError>().is_some()
@@ -60,6 +104,7 @@ async fn interruptible(
 }
 
 async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let global = cli.global.clone();
     let settings = Settings {
         repo_root: cli.global.repo_root,
         config: cli.global.config,
@@ -73,6 +118,23 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
     let ok = |passed: bool| if passed { 0 } else { 1 };
     Ok(match cli.command {
+        Command::Up(args) => up::up(&repo, &global, &args).await?,
+        Command::Supervise(args) => {
+            let options = supervisor::SupervisorOptions {
+                pipeline: args.pipeline(),
+                force: args.force,
+                grace: args.grace,
+            };
+            supervisor::run(repo, options).await
+        }
+        Command::Down { grace } => lifecycle::down(&repo, grace).await?,
+        Command::Logs {
+            services,
+            follow,
+            tail,
+            stderr,
+        } => logs::logs(&repo, &services, follow, tail, stderr).await?,
+        Command::Restart { service } => lifecycle::restart(&repo, &service).await?,
         Command::Plan(args) => ok(builtins::plan(&repo, &args).await?),
         Command::Plugins(PluginsCommand::List { json }) => {
             builtins::plugins_list(&repo, json).await?;
@@ -86,10 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             0
         }
         Command::Stream(args) => u8::try_from(builtins::stream(&repo, &args).await?).unwrap_or(1),
-        Command::Status { json } => {
-            builtins::status(&repo, json)?;
-            0
-        }
+        Command::Status { json } => lifecycle::status(&repo, json)?,
         Command::External(words) => {
             let Some((name, argv)) = words.split_first() else {
                 anyhow::bail!("unknown command ``");

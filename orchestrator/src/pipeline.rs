@@ -64,6 +64,16 @@ pub async fn run(
     options: &PipelineOptions,
     timeout: std::time::Duration,
 ) -> Result<Outcome, PipelineError> {
+    run_with(clients, options, timeout, &|_| {}).await
+}
+
+/// [`run`], calling `on_phase` with each phase's name as it begins.
+pub async fn run_with(
+    clients: &[Client],
+    options: &PipelineOptions,
+    timeout: std::time::Duration,
+    on_phase: &(dyn Fn(&str) + Sync),
+) -> Result<Outcome, PipelineError> {
     let mut transforms: Vec<Transform> = clients
         .iter()
         .map(|c| Transform {
@@ -74,6 +84,7 @@ pub async fn run(
     let mut messages = Vec::new();
     let mut config = json!({});
 
+    on_phase("config");
     for (client, transform) in clients.iter().zip(&mut transforms) {
         if let Some((output, reply)) =
             call::<ConfigMutateOutput>(client, CONFIG_MUTATE, json!({"config": config}), timeout)
@@ -92,6 +103,7 @@ pub async fn run(
         if skip {
             continue;
         }
+        on_phase(if op == BUILD_RUN { "build" } else { "prepare" });
         for (client, transform) in clients.iter().zip(&mut transforms) {
             let input = json!({"config": config, "steps": steps});
             if let Some((output, reply)) = call::<StepsOutput>(client, op, input, timeout).await? {
@@ -104,6 +116,7 @@ pub async fn run(
         }
     }
     if !options.skip_validate {
+        on_phase("validate");
         for (client, transform) in clients.iter().zip(&mut transforms) {
             if let Some((output, reply)) =
                 call::<ValidateOutput>(client, VALIDATE_RUN, json!({"config": config}), timeout)
@@ -114,6 +127,7 @@ pub async fn run(
             }
         }
     }
+    on_phase("launch plan");
     for (client, transform) in clients.iter().zip(&mut transforms) {
         if let Some((output, reply)) =
             call::<LaunchPlanOutput>(client, LAUNCH_PLAN, json!({"config": config}), timeout)

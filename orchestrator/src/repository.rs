@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use devctl_sdk::host::{Client, HostOptions, OpError, PluginSpec, RequestMeta};
+use devctl_sdk::host::{Client, HostOptions, OpError, PluginSpec, RequestMeta, StderrSink};
 use tokio::task::JoinSet;
 
 use crate::config::{DevctlConfig, PluginEntry, Strictness};
@@ -24,6 +24,8 @@ pub struct Repository {
     pub meta: RequestMeta,
     /// Timeout of each pipeline call.
     pub timeout: Duration,
+    /// Where plugins' stderr goes.
+    pub stderr: StderrSink,
 }
 
 /// The global flags that shape a [`Repository`].
@@ -74,6 +76,7 @@ impl Repository {
             config,
             strictness,
             timeout: settings.timeout,
+            stderr: StderrSink::Forward,
         })
     }
 
@@ -128,6 +131,7 @@ impl Repository {
             };
             let options = HostOptions {
                 handshake_timeout,
+                stderr: self.stderr.clone(),
                 ..HostOptions::default()
             };
             starting.spawn(async move { (index, Client::start(&spec, meta, options).await) });

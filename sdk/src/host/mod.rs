@@ -32,7 +32,7 @@ use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineRead
 use connection::{read_frames, Connection, StreamState};
 pub use error::OpError;
 use process::ProcessGroup;
-pub use process::{descendants, group_members, is_alive, CloseReport, ProcessId};
+pub use process::{descendants, group_members, is_alive, process_id, CloseReport, ProcessId};
 
 /// How to start a plugin.
 #[derive(Debug, Clone, Default)]

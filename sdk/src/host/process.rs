@@ -212,6 +212,14 @@ pub fn descendants(pid: u32) -> Vec<ProcessId> {
     found
 }
 
+/// The identity of a live process: its pid and start time.
+pub fn process_id(pid: u32) -> Option<ProcessId> {
+    read_stat(pid).filter(live).map(|stat| ProcessId {
+        pid,
+        start_time: stat.start_time,
+    })
+}
+
 /// Whether that very process (same pid, same start time) is still alive.
 pub fn is_alive(process: ProcessId) -> bool {
     read_stat(process.pid).is_some_and(|stat| stat.start_time == process.start_time && live(&stat))
