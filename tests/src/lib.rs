@@ -1,8 +1,13 @@
-//! Cross-crate end-to-end tests live in `tests/tests/`. This library holds
-//! what they share: locating (and if need be building) workspace binaries.
+//! What the cross-crate end-to-end tests share: locating (and if need be
+//! building) workspace binaries, temp copies of the example repo on free
+//! ports, running `devctl` there, and finding processes left behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
@@ -13,8 +18,7 @@ pub fn workspace() -> PathBuf {
 }
 
 /// Path of a workspace binary (`--bin`) or SDK example (`--example`), built
-/// with the same profile as the tests when it is missing or stale. Cargo is
-/// quick when it is up to date.
+/// with the same profile as the tests when it is missing or stale.
 pub fn built(package: &str, kind: &str, name: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
@@ -30,5 +34,192 @@ pub fn built(package: &str, kind: &str, name: &str) -> PathBuf {
     match kind {
         "--example" => dir.join("examples").join(name),
         _ => dir.join(name),
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A temp repo that `devctl` runs in; everything it started is stopped when
+/// it is dropped (so a failing test leaves nothing behind either).
+pub struct TestRepo {
+    _dir: TempDir,
+    pub root: PathBuf,
+}
+
+impl TestRepo {
+    /// A copy of `examples/moments` whose backend and web use free ports.
+    pub fn moments() -> (TestRepo, u16, u16) {
+        let repo = TestRepo::empty("moments");
+        copy_dir(&workspace().join("examples/moments"), &repo.root);
+        let (backend, web) = (free_port(), free_port());
+        repo.write(
+            "config/app/local.yaml",
+            &format!(
+                "server:\n  port: {backend}\nplatform:\n  mento-service-identity-base-url: http://localhost:{backend}\n  mento-service-public-base-url: http://localhost:{backend}\ndev:\n  web-port: {web}\nintegrations:\n  stytch:\n    stytch-public-token: e2e-public-token\n"
+            ),
+        );
+        (repo, backend, web)
+    }
+
+    /// A repo whose only plugin is the orchestrator's fixture, configured by
+    /// `spec` (see orchestrator/tests/fixtures/fixture.py).
+    pub fn with_fixture(spec: &Value) -> TestRepo {
+        let repo = TestRepo::empty("fixture");
+        std::fs::copy(
+            workspace().join("orchestrator/tests/fixtures/fixture.py"),
+            repo.root.join("fixture.py"),
+        )
+        .expect("copy fixture");
+        let arg = serde_json::to_string(&spec.to_string()).expect("quote");
+        repo.write(
+            ".devctl.yaml",
+            &format!("plugins:\n  - id: fixture\n    path: ./fixture.py\n    args: [{arg}]\n"),
+        );
+        repo
+    }
+
+    fn empty(name: &str) -> TestRepo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().canonicalize().expect("root").join(name);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        TestRepo { _dir: dir, root }
+    }
+
+    pub fn write(&self, relative: &str, text: &str) {
+        let path = self.root.join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    /// Runs `devctl <args>` in the repo, with the workspace's binaries on PATH.
+    pub fn devctl(&self, args: &[&str]) -> Output {
+        let devctl = built("devctl", "--bin", "devctl");
+        built("moments-dev", "--bin", "moments-dev");
+        let path = format!(
+            "{}:{}",
+            devctl.parent().expect("bin dir").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(devctl)
+            .current_dir(&self.root)
+            .env("PATH", path)
+            .args(args)
+            .output()
+            .expect("devctl runs")
+    }
+
+    /// `devctl status --json`, parsed.
+    pub fn status(&self) -> Value {
+        serde_json::from_slice(&self.devctl(&["status", "--json"]).stdout).unwrap_or(Value::Null)
+    }
+
+    pub fn pid_of(&self, service: &str) -> Option<u64> {
+        self.status()["services"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == service)?["pid"]
+            .as_u64()
+    }
+
+    /// Live processes whose cwd or command line is under this repo.
+    pub fn leftovers(&self) -> Vec<String> {
+        leftovers_under(&self.root)
+    }
+
+    /// Waits (with a deadline) until nothing under the repo runs.
+    pub fn wait_for_nothing_left(&self, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for TestRepo {
+    fn drop(&mut self) {
+        if !self.leftovers().is_empty() {
+            let _ = self.devctl(&["down", "--grace", "200ms"]);
+        }
+    }
+}
+
+pub fn leftovers_under(root: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let root_text = root.display().to_string();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+            || stat.is_empty()
+        {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        if cwd.starts_with(root) || cmdline.contains(&root_text) {
+            found.push(format!("{pid} {}", cmdline.trim()));
+        }
+    }
+    found
+}
+
+/// `GET url` → (status, body), for checking what services serve.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(authority).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let path = if path.is_empty() { "/" } else { path };
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let name = entry.file_name();
+        if [".devctl", "keys", "var", "__pycache__"].contains(&name.to_string_lossy().as_ref()) {
+            continue;
+        }
+        let target = to.join(&name);
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
     }
 }
