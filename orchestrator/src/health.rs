@@ -177,8 +177,10 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         wait_ready(&tcp(port), Path::new(".")).await.unwrap();
         drop(listener);
+        // Not the port just freed (a parallel test may take it): port 1 is
+        // privileged and never bound here.
         let started = Instant::now();
-        let err = wait_ready(&tcp(port), Path::new(".")).await.unwrap_err();
+        let err = wait_ready(&tcp(1), Path::new(".")).await.unwrap_err();
         assert!(err.contains("not ready after 300 ms"), "{err}");
         assert!(
             started.elapsed() < Duration::from_secs(2),
