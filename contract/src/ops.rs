@@ -25,6 +25,18 @@ pub struct ConfigInput {
     pub config: Value,
 }
 
+/// Input of `validate.run`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ValidateInput {
+    #[serde(default)]
+    pub config: Value,
+    /// Services that are already running (a re-validation while the
+    /// environment is up): checks that only make sense before starting, such
+    /// as "is this port free", should not flag what these services hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub running: Vec<String>,
+}
+
 /// Output of `config.mutate`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ConfigMutateOutput {

@@ -24,6 +24,7 @@ pub fn all() -> Vec<(&'static str, Schema)> {
         ),
         ("op.steps-input", schema_for!(ops::StepsInput)),
         ("op.steps-output", schema_for!(ops::StepsOutput)),
+        ("op.validate-input", schema_for!(ops::ValidateInput)),
         ("op.validate-output", schema_for!(ops::ValidateOutput)),
         ("op.launch-plan-output", schema_for!(ops::LaunchPlanOutput)),
         ("op.command-run-input", schema_for!(ops::CommandRunInput)),

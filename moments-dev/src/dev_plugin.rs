@@ -81,7 +81,14 @@ pub fn plugin(template: ConfigRequest) -> Plugin {
         })
         .op(VALIDATE_RUN, move |ctx: Ctx, input: ValidateInput| {
             let config = load_validate(&ctx);
-            async move { validate_run(&config?, &input.checks) }
+            async move {
+                let checks = if input.checks.is_empty() && !input.running.is_empty() {
+                    STATIC_CHECKS.iter().map(|c| c.to_string()).collect()
+                } else {
+                    input.checks
+                };
+                validate_run(&config?, &checks)
+            }
         })
         .op(LAUNCH_PLAN, move |ctx: Ctx, _: Value| {
             let config = load_launch(&ctx);
@@ -175,7 +182,15 @@ struct ValidateInput {
     /// Only these checks (as `dev validate --check`); all by default.
     #[serde(default)]
     checks: Vec<String>,
+    /// Services already running (devctl re-validating under `up --watch`):
+    /// the pre-start checks (free ports, health) would flag them, so only
+    /// the checks of the config itself run.
+    #[serde(default)]
+    running: Vec<String>,
 }
+
+/// The checks that judge the config, not the machine's current state.
+const STATIC_CHECKS: [&str; 4] = ["config", "consistency", "tools", "keys"];
 
 fn run_validate(
     config: &LoadedConfig,

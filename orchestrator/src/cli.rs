@@ -125,6 +125,10 @@ pub struct UpArgs {
     /// How long a service gets between SIGTERM and SIGKILL when stopping.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Keep watching .devctl.yaml and the plugins' config files; on a change,
+    /// re-plan and restart only what changed.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 impl UpArgs {
@@ -136,6 +140,7 @@ impl UpArgs {
             (self.skip_prepare, "--skip-prepare"),
             (self.skip_validate, "--skip-validate"),
             (self.force, "--force"),
+            (self.watch, "--watch"),
         ] {
             if on {
                 flags.push(flag.to_owned());
@@ -162,6 +167,7 @@ impl UpArgs {
             skip_validate: self.skip_validate,
             build_steps: steps(&self.build_step),
             prepare_steps: steps(&self.prepare_step),
+            running: Vec::new(),
         }
     }
 }
@@ -188,6 +194,10 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Switch a plugin off locally (recorded in .devctl/local.yaml, not committed).
+    Disable { id: String },
+    /// Switch a plugin back on.
+    Enable { id: String },
     /// Run the conformance suite against the plugins (or one).
     Check {
         /// Only this plugin.

@@ -122,6 +122,15 @@ impl DevctlConfig {
                 config.plugins.push(entry);
             }
         }
+        for (id, enabled) in Overlay::load(repo_root)?.enabled {
+            match config.plugins.iter_mut().find(|p| p.id == id) {
+                Some(plugin) => plugin.enabled = enabled,
+                None => config.warnings.push(format!(
+                    "{}: plugin {id:?} is not configured any more; `devctl plugins enable {id}` or delete the line",
+                    Overlay::path(repo_root).display()
+                )),
+            }
+        }
         config
             .plugins
             .sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
@@ -260,6 +269,74 @@ fn parse(
         plugins,
         warnings,
     })
+}
+
+/// Local, uncommitted choices: `.devctl/local.yaml`, written by `devctl
+/// plugins enable|disable`, applied on top of `.devctl.yaml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    pub enabled: BTreeMap<String, bool>,
+}
+
+#[derive(Deserialize, serde::Serialize, Default)]
+struct RawOverlay {
+    #[serde(default)]
+    plugins: BTreeMap<String, RawChoice>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct RawChoice {
+    enabled: bool,
+}
+
+impl Overlay {
+    pub fn path(repo_root: &Path) -> PathBuf {
+        repo_root.join(".devctl/local.yaml")
+    }
+
+    pub fn load(repo_root: &Path) -> Result<Overlay, ConfigError> {
+        let path = Overlay::path(repo_root);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Overlay::default()),
+            Err(error) => return Err(ConfigError::Read { path, error }),
+        };
+        let raw: Option<RawOverlay> = yaml_serde::from_str(&text).map_err(|err| {
+            let (line, column) = err
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: path.clone(),
+                line,
+                column,
+                message: err.to_string(),
+            }
+        })?;
+        Ok(Overlay {
+            enabled: raw
+                .unwrap_or_default()
+                .plugins
+                .into_iter()
+                .map(|(id, c)| (id, c.enabled))
+                .collect(),
+        })
+    }
+
+    /// The overlay as a file, with a header saying what it is.
+    pub fn render(&self) -> String {
+        let raw = RawOverlay {
+            plugins: self
+                .enabled
+                .iter()
+                .map(|(id, on)| (id.clone(), RawChoice { enabled: *on }))
+                .collect(),
+        };
+        format!(
+            "# Local plugin choices, written by `devctl plugins enable|disable`.\n# Machine-specific: do not commit (.devctl/ should be in .gitignore).\n{}",
+            yaml_serde::to_string(&raw).unwrap_or_default()
+        )
+    }
 }
 
 /// A path with a slash is relative to the repo root; a bare name is looked

@@ -57,6 +57,11 @@ pub enum UpEvent {
     Stopped {
         lines: Vec<String>,
     },
+    /// `up --watch` re-planned after a change: one line, applied or not.
+    Replanned {
+        applied: bool,
+        line: String,
+    },
 }
 
 /// Writes events to stdout (a pipe to `up`); a closed pipe is ignored.

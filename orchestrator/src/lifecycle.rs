@@ -204,3 +204,30 @@ fn human_duration(ms: u64) -> String {
         s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
     }
 }
+
+/// `devctl plugins enable|disable ID`: records the choice in the local
+/// overlay; a running `up --watch` applies it at once.
+pub fn set_enabled(repo: &Repository, id: &str, enabled: bool) -> Result<u8> {
+    if !repo.config.plugins.iter().any(|p| p.id == id) {
+        let known: Vec<&str> = repo.config.plugins.iter().map(|p| p.id.as_str()).collect();
+        anyhow::bail!("no plugin {id:?} (plugins: {})", known.join(", "));
+    }
+    let mut overlay = crate::config::Overlay::load(&repo.root)?;
+    overlay.enabled.insert(id.to_owned(), enabled);
+    let path = crate::config::Overlay::path(&repo.root);
+    crate::state::write_atomically(&path, overlay.render().as_bytes())
+        .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))?;
+    let watching =
+        State::read(&Paths::new(&repo.root))?.is_some_and(|s| s.supervisor_alive() && s.watching);
+    outln!(
+        "{} {id} (recorded in {}){}",
+        if enabled { "enabled" } else { "disabled" },
+        repo.relative(&path),
+        if watching {
+            "; the running `up --watch` applies it now"
+        } else {
+            "; it applies to the next `devctl up`"
+        }
+    );
+    Ok(0)
+}

@@ -40,6 +40,7 @@ mod state;
 mod supervisor;
 mod transform;
 mod up;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -112,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         dry_run: cli.global.dry_run,
         timeout: cli.global.timeout,
     };
+    let settings_again = settings.clone();
     let repo = Repository::open(&settings)?;
     for warning in &repo.config.warnings {
         eprintln!("warning: {warning}");
@@ -124,6 +126,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 pipeline: args.pipeline(),
                 force: args.force,
                 grace: args.grace,
+                watch: args.watch,
+                settings: settings_again,
             };
             supervisor::run(repo, options).await
         }
@@ -139,6 +143,12 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plugins(PluginsCommand::List { json }) => {
             builtins::plugins_list(&repo, json).await?;
             0
+        }
+        Command::Plugins(PluginsCommand::Disable { id }) => {
+            lifecycle::set_enabled(&repo, &id, false)?
+        }
+        Command::Plugins(PluginsCommand::Enable { id }) => {
+            lifecycle::set_enabled(&repo, &id, true)?
         }
         Command::Plugins(PluginsCommand::Check { id, timeout_scale }) => ok(
             builtins::plugins_check(&repo, id.as_deref(), timeout_scale)?,

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use devctl_contract::ops::{
-    ConfigMutateOutput, LaunchPlanOutput, StepsOutput, ValidateOutput, BUILD_RUN, CONFIG_MUTATE,
-    LAUNCH_PLAN, PREPARE_RUN, VALIDATE_RUN,
+    ConfigMutateOutput, LaunchPlanOutput, StepsOutput, ValidateInput, ValidateOutput, BUILD_RUN,
+    CONFIG_MUTATE, LAUNCH_PLAN, PREPARE_RUN, VALIDATE_RUN,
 };
 use devctl_sdk::host::{Client, OpError, Reply};
 use serde_json::{json, Value};
@@ -24,6 +24,8 @@ pub struct PipelineOptions {
     pub skip_validate: bool,
     pub build_steps: Option<Vec<String>>,
     pub prepare_steps: Option<Vec<String>>,
+    /// Services already running (re-validation under `up --watch`).
+    pub running: Vec<String>,
 }
 
 /// A warning or note a plugin attached to a response.
@@ -117,10 +119,13 @@ pub async fn run_with(
     }
     if !options.skip_validate {
         on_phase("validate");
+        let input = json!(ValidateInput {
+            config: config.clone(),
+            running: options.running.clone(),
+        });
         for (client, transform) in clients.iter().zip(&mut transforms) {
             if let Some((output, reply)) =
-                call::<ValidateOutput>(client, VALIDATE_RUN, json!({"config": config}), timeout)
-                    .await?
+                call::<ValidateOutput>(client, VALIDATE_RUN, input.clone(), timeout).await?
             {
                 collect(&mut messages, client, VALIDATE_RUN, &reply);
                 transform.validation = Some(output);

@@ -29,6 +29,7 @@ pub struct Repository {
 }
 
 /// The global flags that shape a [`Repository`].
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub repo_root: Option<PathBuf>,
     pub config: Option<PathBuf>,

@@ -180,6 +180,12 @@ pub struct State {
     pub services: Vec<ServiceState>,
     /// Why the run failed, when it did.
     pub error: Option<String>,
+    /// Whether the supervisor re-plans on config changes (`up --watch`).
+    #[serde(default)]
+    pub watching: bool,
+    /// One line about the last re-plan (applied or rejected).
+    #[serde(default)]
+    pub last_rebuild: Option<String>,
 }
 
 impl State {

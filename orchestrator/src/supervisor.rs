@@ -42,6 +42,10 @@ pub struct SupervisorOptions {
     pub force: bool,
     /// How long a service gets between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Re-plan when config inputs change (`up --watch`).
+    pub watch: bool,
+    /// To reopen the repository on each re-plan (.devctl.yaml may change).
+    pub settings: crate::repository::Settings,
 }
 
 /// Why the run cannot go on; reported as a `failed` event.
@@ -131,6 +135,8 @@ async fn supervise(
         generation: 1,
         services: Vec::new(),
         error: None,
+        watching: options.watch,
+        last_rebuild: None,
     };
     write_state(&state, paths);
 
@@ -140,8 +146,8 @@ async fn supervise(
         // Dropping the pipeline kills the plugins it started.
         () = signals.next() => Err(Failure::new("interrupted before any service was started")),
     };
-    let specs = match planned {
-        Ok(specs) => specs,
+    let planned = match planned {
+        Ok(planned) => planned,
         Err(failure) => {
             state.phase = Phase::Failed;
             state.error = Some(failure.reason.clone());
@@ -152,8 +158,13 @@ async fn supervise(
     emitter.emit(&UpEvent::Phase {
         name: "services".into(),
     });
-    let mut world = World::new(repo, paths, specs, options.grace)?;
+    let mut world = World::new(repo, paths, planned.services, options)?;
     world.state = state;
+    if options.watch {
+        let watcher = crate::watch::Watcher::new(&repo.root, &planned.watch)
+            .map_err(|err| Failure::new(format!("cannot watch the config files: {err}")))?;
+        world.watcher = Some(watcher);
+    }
     let result = world.run(started, emitter, signals).await;
     let _ = std::fs::remove_file(paths.socket());
     result
@@ -172,18 +183,38 @@ fn take_lock(paths: &Paths) -> Result<nix::fcntl::Flock<std::fs::File>, Failure>
     })
 }
 
+/// What a pipeline run gives the supervisor.
+struct Planned {
+    services: Vec<ServiceSpec>,
+    /// The config globs the plugins declared (`declares.watch`).
+    watch: Vec<String>,
+}
+
 /// Runs the plugin pipeline and returns the services to start.
 async fn plan_services(
     repo: &Repository,
     options: &SupervisorOptions,
     emitter: &Emitter,
-) -> Result<Vec<ServiceSpec>, Failure> {
+) -> Result<Planned, Failure> {
+    plan_with(repo, &options.pipeline, emitter).await
+}
+
+async fn plan_with(
+    repo: &Repository,
+    options: &PipelineOptions,
+    emitter: &Emitter,
+) -> Result<Planned, Failure> {
     emitter.emit(&UpEvent::Phase {
         name: "plugins".into(),
     });
     let clients = crate::builtins::start_all(repo, &BTreeSet::new(), false).await?;
+    let watch: Vec<String> = clients
+        .iter()
+        .filter_map(|c| c.handshake().declares.as_ref())
+        .flat_map(|d| d.watch.iter().cloned())
+        .collect();
     let phase = |name: &str| emitter.emit(&UpEvent::Phase { name: name.into() });
-    let outcome = pipeline::run_with(&clients, &options.pipeline, repo.timeout, &phase).await;
+    let outcome = pipeline::run_with(&clients, options, repo.timeout, &phase).await;
     close_all(clients).await;
     let outcome = outcome.map_err(|err| Failure::new(err.to_string()))?;
     for message in &outcome.messages {
@@ -209,7 +240,7 @@ async fn plan_services(
             step.step.name, step.plugin
         )));
     }
-    if !options.pipeline.skip_validate && !plan.valid {
+    if !options.skip_validate && !plan.valid {
         for issue in &plan.errors {
             emitter.emit(&UpEvent::Invalid {
                 plugin: issue.plugin.clone(),
@@ -224,9 +255,17 @@ async fn plan_services(
                     .map(str::to_owned),
             });
         }
-        return Err(Failure::new("validation failed; nothing was started (fix the errors above, or pass --skip-validate)"));
+        let first = plan
+            .errors
+            .first()
+            .map(|e| format!(" ({}: {})", e.issue.code, e.issue.message))
+            .unwrap_or_default();
+        return Err(Failure::new(format!("validation failed{first}; nothing was started (fix the errors above, or pass --skip-validate)")));
     }
-    Ok(plan.services.into_iter().map(|s| s.spec).collect())
+    Ok(Planned {
+        services: plan.services.into_iter().map(|s| s.spec).collect(),
+        watch,
+    })
 }
 
 fn write_state(state: &State, paths: &Paths) {
@@ -287,6 +326,10 @@ struct World {
     rx: mpsc::UnboundedReceiver<Msg>,
     /// A restart request waiting for its services to be ready again.
     pending_restart: Option<(BTreeSet<String>, Connection)>,
+    /// `up --watch`: the config inputs being watched.
+    watcher: Option<crate::watch::Watcher>,
+    settings: crate::repository::Settings,
+    stderr: StderrSink,
 }
 
 impl World {
@@ -294,44 +337,13 @@ impl World {
         repo: &Repository,
         paths: &Paths,
         specs: Vec<ServiceSpec>,
-        grace: Duration,
+        options: &SupervisorOptions,
     ) -> Result<World, Failure> {
-        let names: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-        for spec in &specs {
-            if spec.command.is_empty() {
-                return Err(Failure::new(format!(
-                    "service {:?} has an empty command",
-                    spec.name
-                )));
-            }
-            for dep in &spec.depends_on {
-                if !names.contains(dep.as_str()) {
-                    return Err(Failure::new(format!(
-                        "service {:?} depends on {dep:?}, which no plugin provides",
-                        spec.name
-                    )));
-                }
-            }
-        }
-        let order = start_order(&specs)?;
+        let (order, services) = check_services(&repo.root, specs)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let mut services = BTreeMap::new();
-        for spec in specs {
-            let cwd = service_cwd(&repo.root, &spec)?;
-            services.insert(
-                spec.name.clone(),
-                Service {
-                    spec,
-                    cwd,
-                    instance: 0,
-                    backoff: FIRST_BACKOFF,
-                    health: None,
-                },
-            );
-        }
         Ok(World {
             paths: paths.clone(),
-            grace,
+            grace: options.grace,
             order,
             services,
             state: State {
@@ -344,10 +356,15 @@ impl World {
                 generation: 1,
                 services: Vec::new(),
                 error: None,
+                watching: options.watch,
+                last_rebuild: None,
             },
             tx,
             rx,
             pending_restart: None,
+            watcher: None,
+            settings: options.settings.clone(),
+            stderr: repo.stderr.clone(),
         })
     }
 
@@ -406,8 +423,14 @@ impl World {
         write_state(&self.state, &self.paths);
 
         loop {
+            let replan = self.state.phase == Phase::Running && self.pending_restart.is_none();
             let msg = tokio::select! {
                 msg = self.rx.recv() => match msg { Some(msg) => msg, None => continue },
+                changed = next_change(&mut self.watcher), if replan => {
+                    self.replan(changed, emitter).await;
+                    write_state(&self.state, &self.paths);
+                    continue;
+                }
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
                         let tx = self.tx.clone();
@@ -703,6 +726,183 @@ impl World {
         None
     }
 
+    /// `up --watch`: replays the pipeline (config.mutate → validate.run →
+    /// launch.plan) and applies the difference. Anything wrong with the new
+    /// plan leaves the running services exactly as they are.
+    async fn replan(&mut self, changed: Vec<String>, emitter: &Emitter) {
+        let generation = self.state.generation + 1;
+        let what = changed.join(", ");
+        let outcome = match self.plan_again(emitter).await {
+            Err(failure) => Err(failure.reason),
+            Ok(planned) => {
+                if let Some(watcher) = self.watcher.as_mut() {
+                    watcher.set_globs(&planned.watch);
+                }
+                self.apply(planned.services, emitter).await
+            }
+        };
+        let (applied, line) = match outcome {
+            Ok(summary) => {
+                self.state.generation = generation;
+                (
+                    true,
+                    format!("plan {generation} ({what} changed): {summary}"),
+                )
+            }
+            Err(reason) => (
+                false,
+                format!("new plan rejected ({what} changed): {reason}; nothing was changed"),
+            ),
+        };
+        emitter.emit(&UpEvent::Replanned {
+            applied,
+            line: line.clone(),
+        });
+        self.state.last_rebuild = Some(line);
+    }
+
+    async fn plan_again(&self, emitter: &Emitter) -> Result<Planned, Failure> {
+        let mut repo = Repository::open(&self.settings)?;
+        repo.stderr = self.stderr.clone();
+        let running: Vec<String> = self
+            .state
+            .services
+            .iter()
+            .filter(|s| s.status == ServiceStatus::Ready)
+            .map(|s| s.name.clone())
+            .collect();
+        let options = PipelineOptions {
+            skip_build: true,
+            skip_prepare: true,
+            skip_validate: false,
+            build_steps: None,
+            prepare_steps: None,
+            running,
+        };
+        plan_with(&repo, &options, emitter).await
+    }
+
+    /// Moves the running services to `specs`: stops the removed, restarts
+    /// the changed (and what depends on them, after them), starts the added;
+    /// the rest keep running untouched. Returns a one-line summary.
+    async fn apply(
+        &mut self,
+        specs: Vec<ServiceSpec>,
+        emitter: &Emitter,
+    ) -> Result<String, String> {
+        let root = self.state.repo_root.clone();
+        let (order, mut fresh) = check_services(&root, specs).map_err(|f| f.reason)?;
+        let mut changed: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+        let mut added = Vec::new();
+        for (name, service) in &fresh {
+            match self.services.get(name) {
+                None => added.push(name.clone()),
+                Some(old) => {
+                    let reasons = differences(&old.spec, &service.spec);
+                    if !reasons.is_empty() {
+                        changed.insert(name.clone(), reasons);
+                    }
+                }
+            }
+        }
+        let removed: Vec<String> = self
+            .services
+            .keys()
+            .filter(|n| !fresh.contains_key(*n))
+            .cloned()
+            .collect();
+        // What depends on a changed service restarts after it.
+        let mut restart: BTreeSet<String> = changed.keys().cloned().collect();
+        loop {
+            let more: Vec<String> = fresh
+                .values()
+                .filter(|s| {
+                    !restart.contains(&s.spec.name)
+                        && !added.contains(&s.spec.name)
+                        && s.spec.depends_on.iter().any(|d| restart.contains(d))
+                })
+                .map(|s| s.spec.name.clone())
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            restart.extend(more);
+        }
+        let stop: Vec<String> = self
+            .order
+            .iter()
+            .rev()
+            .filter(|n| removed.contains(n) || restart.contains(*n))
+            .cloned()
+            .collect();
+        for name in &stop {
+            self.stop_one(name).await;
+        }
+        for name in &removed {
+            self.services.remove(name);
+            self.state.services.retain(|s| &s.name != name);
+        }
+        for name in restart.iter().chain(&added) {
+            if let Some(mut service) = fresh.remove(name) {
+                // Keep counting instances, so late messages stay stale.
+                service.instance = self.services.get(name).map_or(0, |old| old.instance);
+                self.services.insert(name.clone(), service);
+            }
+            self.service_state(name).status = ServiceStatus::Waiting;
+        }
+        self.order = order;
+        let positions: BTreeMap<&String, usize> =
+            self.order.iter().enumerate().map(|(i, n)| (n, i)).collect();
+        self.state
+            .services
+            .sort_by_key(|s| positions.get(&s.name).copied().unwrap_or(usize::MAX));
+        self.schedule(emitter);
+
+        let mut parts = Vec::new();
+        if !added.is_empty() {
+            parts.push(format!("started {}", added.join(", ")));
+        }
+        for (name, reasons) in &changed {
+            parts.push(format!("restarted {name} ({} changed)", reasons.join(", ")));
+        }
+        let dependents: Vec<&String> = restart
+            .iter()
+            .filter(|n| !changed.contains_key(*n))
+            .collect();
+        if !dependents.is_empty() {
+            parts.push(format!(
+                "restarted {} (depends on a changed service)",
+                dependents
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if !removed.is_empty() {
+            parts.push(format!("stopped {}", removed.join(", ")));
+        }
+        let untouched: Vec<&String> = self
+            .order
+            .iter()
+            .filter(|n| !restart.contains(*n) && !added.contains(n))
+            .collect();
+        if !untouched.is_empty() {
+            parts.push(format!(
+                "unchanged: {}",
+                untouched
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("no services".into());
+        }
+        Ok(parts.join("; "))
+    }
+
     /// `restart SVC`: stops it and everything that depends on it (dependents
     /// first), then starts them again in dependency order; replies once they
     /// are all ready again.
@@ -919,6 +1119,79 @@ async fn serve_connection(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSen
             request,
             connection,
         });
+    }
+}
+
+/// Checks a set of services (commands, dependencies, working directories)
+/// and returns their start order and runtime records.
+fn check_services(
+    root: &std::path::Path,
+    specs: Vec<ServiceSpec>,
+) -> Result<(Vec<String>, BTreeMap<String, Service>), Failure> {
+    let names: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    for spec in &specs {
+        if spec.command.is_empty() {
+            return Err(Failure::new(format!(
+                "service {:?} has an empty command",
+                spec.name
+            )));
+        }
+        for dep in &spec.depends_on {
+            if !names.contains(dep.as_str()) {
+                return Err(Failure::new(format!(
+                    "service {:?} depends on {dep:?}, which no plugin provides",
+                    spec.name
+                )));
+            }
+        }
+    }
+    let order = start_order(&specs)?;
+    let mut services = BTreeMap::new();
+    for spec in specs {
+        let cwd = service_cwd(root, &spec)?;
+        services.insert(
+            spec.name.clone(),
+            Service {
+                spec,
+                cwd,
+                instance: 0,
+                backoff: FIRST_BACKOFF,
+                health: None,
+            },
+        );
+    }
+    Ok((order, services))
+}
+
+/// What differs between two versions of a service, as field names.
+fn differences(old: &ServiceSpec, new: &ServiceSpec) -> Vec<&'static str> {
+    let mut reasons = Vec::new();
+    if old.command != new.command {
+        reasons.push("command");
+    }
+    if old.env != new.env {
+        reasons.push("env");
+    }
+    if old.cwd != new.cwd {
+        reasons.push("cwd");
+    }
+    if old.health != new.health {
+        reasons.push("health");
+    }
+    if old.depends_on != new.depends_on {
+        reasons.push("depends_on");
+    }
+    if old.restart != new.restart {
+        reasons.push("restart");
+    }
+    reasons
+}
+
+/// The next batch of changed config files, or never without a watcher.
+async fn next_change(watcher: &mut Option<crate::watch::Watcher>) -> Vec<String> {
+    match watcher {
+        Some(watcher) => watcher.next_batch(crate::watch::DEBOUNCE).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -292,6 +292,7 @@ impl Progress {
                 self.line(&format!("{name} exited with {exit}"))
             }
             UpEvent::Stopped { lines } => lines.iter().for_each(|l| self.line(l)),
+            UpEvent::Replanned { line, .. } => self.line(line),
             UpEvent::Ready { .. } | UpEvent::Failed { .. } => {}
         }
     }
