@@ -472,13 +472,25 @@ async fn openssl_to(ctx: &Ctx, openssl: &str, target: &Path, args: &[&str]) -> b
         .unwrap_or_default();
     let temp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut command = tokio::process::Command::new(openssl);
-    command.args(args).arg(&temp);
+    // openssl reports progress on stderr; keep it for an error message only.
+    let transcript = dir.join(format!(".{name}.stderr-{}", std::process::id()));
+    let captured = std::fs::File::create(&transcript).map(std::process::Stdio::from);
+    command
+        .args(args)
+        .arg(&temp)
+        .stderr(captured.unwrap_or_else(|_| std::process::Stdio::null()));
     let outcome = run_to_end(command).await;
+    let said = std::fs::read_to_string(&transcript).unwrap_or_default();
+    let _ = std::fs::remove_file(&transcript);
     let result = match outcome {
         Ok(status) if status.success() => restrict(&temp)
             .and_then(|()| std::fs::rename(&temp, target))
             .map_err(|e| e.to_string()),
-        Ok(status) => Err(format!("`{openssl} {}` failed ({status})", args[0])),
+        Ok(status) => Err(format!(
+            "`{openssl} {}` failed ({status}): {}",
+            args[0],
+            said.trim()
+        )),
         Err(err) => Err(format!(
             "cannot start `{openssl}`: {err} (install openssl or set bootstrap.openssl-bin)"
         )),

@@ -268,8 +268,9 @@ fn a_failed_validation_prints_each_error_with_its_fix_and_starts_nothing() {
         "{err}"
     );
     assert!(
-        err.contains("validation failed; nothing was started"),
+        err.contains("validation failed (consistency.identity-port"),
         "{err}"
     );
+    assert!(err.contains("nothing was started"), "{err}");
     assert!(repo.leftovers().is_empty());
 }
