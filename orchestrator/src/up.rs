@@ -194,6 +194,16 @@ pub async fn up(repo: &Repository, global: &Global, args: &UpArgs) -> Result<u8>
                     UpEvent::Stopped { lines } => {
                         lines.iter().for_each(|l| eprintln!("devctl: {l}"))
                     }
+                    UpEvent::Replanned { line, .. } => eprintln!("devctl: {line}"),
+                    UpEvent::Invalid {
+                        code, message, fix, ..
+                    } => eprintln!(
+                        "devctl: invalid [{code}] {message}{}",
+                        fix.map(|f| format!("\n  fix: {f}")).unwrap_or_default()
+                    ),
+                    UpEvent::ServiceReady { name, after_ms } => {
+                        eprintln!("devctl: {name} ready after {after_ms} ms")
+                    }
                     _ => {}
                 }
             }

@@ -256,3 +256,58 @@ fn disabling_a_plugin_removes_its_services_and_enabling_brings_them_back() {
     assert_eq!((repo.pid_of("backend"), repo.pid_of("web")), pids);
     assert!(repo.devctl(&["down"]).status.success());
 }
+
+#[test]
+fn a_foreground_up_watch_reports_each_rebuild_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    use std::sync::mpsc;
+    let (repo, backend, _) = TestRepo::moments();
+    let devctl = e2e::built("devctl", "--bin", "devctl");
+    e2e::built("moments-dev", "--bin", "moments-dev");
+    let path = format!(
+        "{}:{}",
+        devctl.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut child = std::process::Command::new(&devctl)
+        .current_dir(&repo.root)
+        .env("PATH", path)
+        .args(["up", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("no line containing {needle:?}"),
+            }
+        }
+    };
+    wait_line("service(s) ready");
+    repo.write("config/app/local.yaml", &local_yaml(backend, free_port()));
+    let line = wait_line("plan 2 (config/app/local.yaml changed)");
+    assert!(
+        line.contains("restarted web") && line.contains("unchanged: backend"),
+        "{line}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let left = repo.wait_for_nothing_left(Duration::from_secs(3));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
