@@ -30,16 +30,18 @@ pub async fn start_all(
         match result {
             Ok(client) => clients.push(client),
             Err(err) => {
-                failure.get_or_insert(format!(
-                    "plugin {} ({}) could not start: {}",
-                    entry.id, entry.source, err.message
-                ));
+                failure.get_or_insert((entry, err));
             }
         }
     }
-    if let Some(failure) = failure {
+    if let Some((entry, err)) = failure {
         close_all(clients).await;
-        bail!("{failure}\n  fix: run `devctl plugins check {}` to see what is wrong, or disable it in .devctl.yaml", failure.split_whitespace().nth(1).unwrap_or(""));
+        bail!(
+            "plugin {id} ({}) could not start: {}\n  fix: run `devctl plugins check {id}` to see what is wrong, or `devctl plugins disable {id}`",
+            entry.source,
+            err.message,
+            id = entry.id
+        );
     }
     Ok(clients)
 }

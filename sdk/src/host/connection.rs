@@ -41,7 +41,7 @@ impl Connection {
     }
 
     /// Registers a pending call; fails with the cause once the connection died.
-    pub fn expect(&self, request_id: String) -> Result<oneshot::Receiver<Reply>, Fatal> {
+    pub fn register(&self, request_id: String) -> Result<oneshot::Receiver<Reply>, Fatal> {
         let mut routes = lock(&self.routes);
         if let Some(fatal) = &routes.fatal {
             return Err(fatal.clone());

@@ -290,7 +290,7 @@ impl Client {
         );
         let answer = self
             .connection
-            .expect(request_id.clone())
+            .register(request_id.clone())
             .map_err(|fatal| fatal.to_error(&self.id, op))?;
         let request = Request {
             request_id: request_id.clone(),
