@@ -865,37 +865,28 @@ impl World {
         for (name, reasons) in &changed {
             parts.push(format!("restarted {name} ({} changed)", reasons.join(", ")));
         }
-        let dependents: Vec<&String> = restart
+        let dependents: Vec<&str> = restart
             .iter()
             .filter(|n| !changed.contains_key(*n))
+            .map(String::as_str)
             .collect();
         if !dependents.is_empty() {
             parts.push(format!(
                 "restarted {} (depends on a changed service)",
-                dependents
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                dependents.join(", ")
             ));
         }
         if !removed.is_empty() {
             parts.push(format!("stopped {}", removed.join(", ")));
         }
-        let untouched: Vec<&String> = self
+        let untouched: Vec<&str> = self
             .order
             .iter()
             .filter(|n| !restart.contains(*n) && !added.contains(n))
+            .map(String::as_str)
             .collect();
         if !untouched.is_empty() {
-            parts.push(format!(
-                "unchanged: {}",
-                untouched
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            parts.push(format!("unchanged: {}", untouched.join(", ")));
         }
         if parts.is_empty() {
             parts.push("no services".into());
@@ -1003,15 +994,20 @@ impl World {
         }
     }
 
-    /// Stops one service's process group; returns a line for the report.
-    async fn stop_one(&mut self, name: &str) -> Option<String> {
+    /// Makes messages about the service's current process stale (it is being
+    /// stopped on purpose) and stops its health probe.
+    fn retire(&mut self, name: &str) {
         if let Some(service) = self.services.get_mut(name) {
-            // Messages about this instance are now stale.
             service.instance += 1;
             if let Some(handle) = service.health.take() {
                 handle.abort();
             }
         }
+    }
+
+    /// Stops one service's process group; returns a line for the report.
+    async fn stop_one(&mut self, name: &str) -> Option<String> {
+        self.retire(name);
         let (pgid, pid) = {
             let svc = self.service_state(name);
             (svc.pgid, svc.pid)
@@ -1051,12 +1047,7 @@ impl World {
             };
             let mut stops = tokio::task::JoinSet::new();
             for name in &wave {
-                if let Some(service) = self.services.get_mut(name) {
-                    service.instance += 1;
-                    if let Some(handle) = service.health.take() {
-                        handle.abort();
-                    }
-                }
+                self.retire(name);
                 if let Some(pgid) = self.service_state(name).pgid {
                     let grace = self.grace;
                     let name = name.clone();
