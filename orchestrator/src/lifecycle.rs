@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde_json::json;
 
 use crate::control::{self, Request};
-use crate::procs::{stop_group, Stopped};
+use crate::procs::{describe_stop, stop_group, Stopped};
 use crate::repository::Repository;
 use crate::state::{now_ms, Paths, Phase, State};
 
@@ -27,18 +27,8 @@ pub async fn stop_recorded(state: &State, grace: Duration) -> (Vec<String>, bool
     let mut lines = Vec::new();
     let mut resisted = false;
     while let Some(Ok((name, pid, outcome))) = stops.join_next().await {
-        match outcome {
-            Stopped::AlreadyGone => {}
-            Stopped::Terminated => lines.push(format!("stopped {name} (pid {pid})")),
-            Stopped::Killed => lines.push(format!(
-                "{name} (pid {pid}) ignored SIGTERM; killed after {} ms",
-                grace.as_millis()
-            )),
-            Stopped::Resisted => {
-                resisted = true;
-                lines.push(format!("{name} (pid {pid}) RESISTED even SIGKILL"));
-            }
-        }
+        resisted |= outcome == Stopped::Resisted;
+        lines.extend(describe_stop(&name, pid, outcome, grace));
     }
     lines.sort();
     (lines, resisted)

@@ -52,3 +52,16 @@ pub async fn wait_empty(pgid: i32, limit: Duration) -> bool {
         pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
+
+/// One line of a stop report, or nothing if there was nothing to stop.
+pub fn describe_stop(name: &str, pid: u32, outcome: Stopped, grace: Duration) -> Option<String> {
+    match outcome {
+        Stopped::AlreadyGone => None,
+        Stopped::Terminated => Some(format!("stopped {name} (pid {pid})")),
+        Stopped::Killed => Some(format!(
+            "{name} (pid {pid}) ignored SIGTERM for {} ms; killed",
+            grace.as_millis()
+        )),
+        Stopped::Resisted => Some(format!("{name} (pid {pid}) RESISTED even SIGKILL")),
+    }
+}

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use crate::control::{self, Reply, Request};
 use crate::events::{Emitter, UpEvent};
 use crate::pipeline::{self, PipelineOptions};
-use crate::procs::{stop_group, Stopped};
+use crate::procs::{describe_stop, stop_group, Stopped};
 use crate::repository::{close_all, Repository};
 use crate::state::{
     now_ms, tail_lines, Exit, Paths, Phase, ServiceState, ServiceStatus, State, Stream,
@@ -1273,17 +1273,4 @@ fn spawn_service(
         .stderr(stderr)
         .process_group(0)
         .spawn()
-}
-
-/// One line of the stop report, or nothing if there was nothing to stop.
-fn describe_stop(name: &str, pid: u32, outcome: Stopped, grace: Duration) -> Option<String> {
-    match outcome {
-        Stopped::AlreadyGone => None,
-        Stopped::Terminated => Some(format!("stopped {name} (pid {pid})")),
-        Stopped::Killed => Some(format!(
-            "{name} (pid {pid}) ignored SIGTERM for {} ms; killed",
-            grace.as_millis()
-        )),
-        Stopped::Resisted => Some(format!("{name} (pid {pid}) RESISTED even SIGKILL")),
-    }
 }
