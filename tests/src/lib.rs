@@ -2,8 +2,10 @@
 //! building) workspace binaries, temp copies of the example repo on free
 //! ports, running `devctl` there, and finding processes left behind.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,7 +21,26 @@ pub fn workspace() -> PathBuf {
 
 /// Path of a workspace binary (`--bin`) or SDK example (`--example`), built
 /// with the same profile as the tests when it is missing or stale.
+///
+/// Cargo runs once per binary per test process: a build can take seconds
+/// (cargo resolves features differently for `-p` than for `cargo test
+/// --workspace`), and parallel tests would otherwise queue on cargo's lock
+/// inside the very commands they observe.
 pub fn built(package: &str, kind: &str, name: &str) -> PathBuf {
+    static BUILT: Mutex<BTreeMap<String, PathBuf>> = Mutex::new(BTreeMap::new());
+    let key = format!("{package} {kind} {name}");
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(path) = built.get(&key) {
+        return path.clone();
+    }
+    let path = build(package, kind, name);
+    built.insert(key, path.clone());
+    path
+}
+
+fn build(package: &str, kind: &str, name: &str) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace())
@@ -84,6 +105,9 @@ impl TestRepo {
     }
 
     fn empty(name: &str) -> TestRepo {
+        // Build first, so no test's timing or deadline includes cargo.
+        built("devctl", "--bin", "devctl");
+        built("moments-dev", "--bin", "moments-dev");
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().canonicalize().expect("root").join(name);
         std::fs::create_dir_all(&root).expect("mkdir");

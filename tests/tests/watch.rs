@@ -110,12 +110,12 @@ fn ten_edits_within_50_ms_are_one_rebuild() {
     let (repo, backend, _) = TestRepo::moments();
     up_watching(&repo);
     let webs: Vec<u16> = (0..10).map(|_| free_port()).collect();
-    let started = Instant::now();
+    // Ten saves a few ms apart: nominally ~30 ms in all, and the gaps stay
+    // far below the 150 ms debounce even on a loaded machine.
     for web in &webs {
         repo.write("config/app/local.yaml", &local_yaml(backend, *web));
-        std::thread::sleep(Duration::from_millis(4));
+        std::thread::sleep(Duration::from_millis(3));
     }
-    assert!(started.elapsed() < Duration::from_millis(100));
     wait_for(&repo, "plan 2 ready", |s| {
         generation(s) == 2 && all_ready(s)
     });
