@@ -76,7 +76,7 @@ impl TestRepo {
     /// A copy of `examples/moments` whose backend and web use free ports.
     pub fn moments() -> (TestRepo, u16, u16) {
         let repo = TestRepo::empty("moments");
-        copy_dir(&workspace().join("examples/moments"), &repo.root);
+        copy_example_repo(&repo.root);
         let (backend, web) = (free_port(), free_port());
         repo.write(
             "config/app/local.yaml",
@@ -230,6 +230,12 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// Copies `examples/moments` to `to`, without the example's own run-time
+/// state (logs, keys, caches), which must not leak into a test.
+pub fn copy_example_repo(to: &Path) {
+    copy_dir(&workspace().join("examples/moments"), to);
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 use tempfile::TempDir;
@@ -21,11 +21,6 @@ pub const STATIC_CHECKS: [&str; 8] = [
     "keys",
 ];
 
-/// `examples/moments` in the workspace.
-pub fn example_repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/moments")
-}
-
 /// A temp copy of the example repo, at `<tmp>/moments`.
 pub struct RepoCopy {
     _dir: TempDir,
@@ -36,7 +31,7 @@ impl RepoCopy {
     pub fn new() -> RepoCopy {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("moments");
-        copy_dir(&example_repo(), &root);
+        e2e::copy_example_repo(&root);
         RepoCopy { _dir: dir, root }
     }
 
@@ -66,24 +61,6 @@ pub fn moments_dev() -> Command {
         }
     }
     cmd
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read example dir") {
-        let entry = entry.expect("entry");
-        let name = entry.file_name();
-        // Run-time state of the example must not leak into tests.
-        if [".devctl", "keys", "var", "__pycache__"].contains(&name.to_string_lossy().as_ref()) {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 /// stdout of a finished command as UTF-8.
