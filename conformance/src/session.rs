@@ -104,6 +104,18 @@ impl Session {
             .is_ok()
     }
 
+    /// Sends `requests` in one write (see `RawSession::send_frames`).
+    pub async fn send_burst(&mut self, requests: &[Request]) -> bool {
+        let frames: Vec<Frame> = requests
+            .iter()
+            .map(|request| {
+                self.sent.insert(request.request_id.clone());
+                Frame::Request(request.clone())
+            })
+            .collect();
+        self.raw.send_frames(&frames).await.is_ok()
+    }
+
     pub async fn send_raw(&mut self, line: &str) -> bool {
         self.raw.send_line(line).await.is_ok()
     }

@@ -845,10 +845,11 @@ impl Run {
         let ids: Vec<String> = (0..PIPELINED)
             .map(|n| format!("cf-pipelined-{n}"))
             .collect();
-        for id in &ids {
-            let request = self.request(id, &op, minimal_input(&op));
-            a.send(&request).await;
-        }
+        let burst: Vec<Request> = ids
+            .iter()
+            .map(|id| self.request(id, &op, minimal_input(&op)))
+            .collect();
+        a.send_burst(&burst).await;
         let wanted = ids.clone();
         a.pump_until(started + self.t(ms::OP), |seen| {
             wanted.iter().all(|id| seen.responses.contains_key(id))

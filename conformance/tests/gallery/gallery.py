@@ -16,6 +16,7 @@ determinism-counter  ping answers a counter                      -> determinism.
 repo-root-cwd        launch.plan names the process cwd           -> repo-root.follows-ctx
 robustness-fragile   exits on a line that is not JSON            -> robustness.*
 concurrency-drop     answers only the last request of each read  -> concurrency.pipelined
+                     (the suite sends its pipelined requests in one write)
 streams-after-end    sends an event after end                    -> streams.nothing-after-end
 shutdown-ignore-eof  keeps running after stdin closes            -> shutdown.exits-on-eof
 shutdown-orphan      leaves a child process running on exit      -> shutdown.no-leftovers

@@ -84,19 +84,26 @@ impl RawSession {
 
     /// Writes `line` and a newline. An error means the plugin closed stdin.
     pub async fn send_line(&mut self, line: &str) -> std::io::Result<()> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin already closed")
-        })?;
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        stdin.write_all(&bytes).await?;
-        stdin.flush().await
+        self.write(format!("{line}\n").as_bytes()).await
     }
 
     pub async fn send_frame(&mut self, frame: &Frame) -> std::io::Result<()> {
-        let line = frame_line(frame);
-        self.send_line(line.trim_end_matches('\n')).await
+        self.write(frame_line(frame).as_bytes()).await
+    }
+
+    /// Writes all `frames` with one write, so the plugin finds several
+    /// requests in a single read: the burst a naive line loop mishandles.
+    pub async fn send_frames(&mut self, frames: &[Frame]) -> std::io::Result<()> {
+        let burst: String = frames.iter().map(frame_line).collect();
+        self.write(burst.as_bytes()).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdin already closed")
+        })?;
+        stdin.write_all(bytes).await?;
+        stdin.flush().await
     }
 
     /// The next stdout line, waiting at most `wait`.
