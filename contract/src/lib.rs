@@ -10,11 +10,13 @@
 //! writing frames is the SDK's job. All input types ignore unknown fields so
 //! that newer peers can talk to older ones. [`schema::all`] lists the JSON
 //! Schemas committed under `contract/schema/`; [`secrets`] says how every
-//! tool recognises and hides secrets.
+//! tool recognises and hides secrets; [`names`] what a service or step may
+//! be called.
 
 pub mod error_code;
 pub mod handshake;
 pub mod manifest;
+pub mod names;
 pub mod ops;
 pub mod protocol;
 pub mod report;
