@@ -159,9 +159,9 @@ impl UpArgs {
         flags
     }
 
-    pub fn pipeline(&self) -> crate::pipeline::PipelineOptions {
+    pub fn pipeline(&self) -> devctl::pipeline::PipelineOptions {
         let steps = |list: &Vec<String>| (!list.is_empty()).then(|| list.clone());
-        crate::pipeline::PipelineOptions {
+        devctl::pipeline::PipelineOptions {
             skip_build: self.skip_build,
             skip_prepare: self.skip_prepare,
             skip_validate: self.skip_validate,
@@ -172,7 +172,7 @@ impl UpArgs {
     }
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct PlanArgs {
     #[arg(long)]
     pub json: bool,

@@ -18,7 +18,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use devctl_support::yaml::YamlError;
 use serde::Deserialize;
+
+use crate::statedir::{StateDir, OVERLAY};
 
 /// The default priority of plugins that do not set one.
 pub const DEFAULT_PRIORITY: i64 = 100;
@@ -59,12 +62,11 @@ pub enum ConfigError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("{}:{line}:{column}: {message}\n  fix: correct the YAML syntax", path.display())]
+    #[error("{}{fix}", located.at(path))]
     Syntax {
         path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
+        located: YamlError,
+        fix: &'static str,
     },
     #[error("{}: {key}: {message}\n  fix: {fix}", path.display())]
     Invalid {
@@ -73,6 +75,22 @@ pub enum ConfigError {
         message: String,
         fix: String,
     },
+}
+
+impl ConfigError {
+    fn yaml(path: &Path, err: &yaml_serde::Error) -> ConfigError {
+        let located = YamlError::from_parser(err);
+        let fix = if located.is_type_error() {
+            "\n  fix: give that key a value of the type named (see the README's `.devctl.yaml` section)"
+        } else {
+            "\n  fix: correct the YAML syntax"
+        };
+        ConfigError::Syntax {
+            path: path.to_path_buf(),
+            located,
+            fix,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -148,24 +166,8 @@ fn parse(
     text: &str,
     path_var: Option<&str>,
 ) -> Result<DevctlConfig, ConfigError> {
-    let raw: Option<RawFile> = yaml_serde::from_str(text).map_err(|err| {
-        let (line, column) = err
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let message = err.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
-        ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message,
-        }
-    })?;
+    let raw: Option<RawFile> =
+        yaml_serde::from_str(text).map_err(|err| ConfigError::yaml(path, &err))?;
     let Some(raw) = raw else {
         return Ok(DevctlConfig::default());
     };
@@ -296,23 +298,18 @@ impl Overlay {
 
     pub fn load(repo_root: &Path) -> Result<Overlay, ConfigError> {
         let path = Overlay::path(repo_root);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Overlay::default()),
-            Err(error) => return Err(ConfigError::Read { path, error }),
-        };
-        let raw: Option<RawOverlay> = yaml_serde::from_str(&text).map_err(|err| {
-            let (line, column) = err
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            ConfigError::Syntax {
+        let read = StateDir::open(repo_root)
+            .and_then(|dir| dir.map(|dir| dir.read_small(OVERLAY)).transpose())
+            .map_err(|error| ConfigError::Read {
                 path: path.clone(),
-                line,
-                column,
-                message: err.to_string(),
-            }
-        })?;
+                error: std::io::Error::other(error),
+            })?;
+        let Some(bytes) = read.flatten() else {
+            return Ok(Overlay::default());
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let raw: Option<RawOverlay> =
+            yaml_serde::from_str(&text).map_err(|err| ConfigError::yaml(&path, &err))?;
         Ok(Overlay {
             enabled: raw
                 .unwrap_or_default()

@@ -14,7 +14,7 @@ use devctl_sdk::host::{Client, OpError, Reply};
 use serde_json::{json, Value};
 
 use crate::config::Strictness;
-use crate::transform::{apply_patch, materialize, CollisionError, Plan, Transform};
+use crate::transform::{apply_patch, materialize, Plan, PlanError, Transform};
 
 /// What to run.
 #[derive(Debug, Clone, Default)]
@@ -42,7 +42,7 @@ pub enum PipelineError {
     #[error(transparent)]
     Call(#[from] OpError),
     #[error(transparent)]
-    Collision(#[from] CollisionError),
+    Plan(#[from] PlanError),
 }
 
 /// The recorded transforms and what plugins said along the way.
@@ -56,7 +56,7 @@ impl Outcome {
         &self,
         without: &BTreeSet<String>,
         strictness: Strictness,
-    ) -> Result<Plan, CollisionError> {
+    ) -> Result<Plan, PlanError> {
         materialize(&json!({}), &self.transforms, without, strictness)
     }
 }

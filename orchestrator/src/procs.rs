@@ -1,48 +1,196 @@
-//! Stopping a service's process group: SIGTERM, wait until the group has
-//! no live member, SIGKILL after the grace, wait again. Used by the
-//! supervisor and by `down` when the supervisor is gone.
+//! Which processes are ours, and stopping them.
+//!
+//! devctl signals only what it can prove it started. Every service is
+//! started with marks in its environment ([`REPO_MARK`], [`SERVICE_MARK`],
+//! [`RUN_MARK`]) that its descendants inherit, and the kernel keeps a
+//! process's initial environment readable (`/proc/<pid>/environ`, same user
+//! only). A pid recorded in a state file is used only together with its
+//! start time, so a pid the kernel has since given to another program is
+//! never signalled; a process group is signalled only while its recorded
+//! leader is alive and carries our mark. That is how `down` can stop a run
+//! whose supervisor died and whose state file is gone, and how it refuses a
+//! forged one.
+//!
+//! Stopping is: SIGTERM, wait until every target is gone, SIGKILL after the
+//! grace, wait again.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devctl_sdk::host::group_members;
-use nix::sys::signal::{killpg, Signal};
+use devctl_sdk::host::{group_members, is_alive, process_id, ProcessId};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-/// How a group ended.
+/// The repo a process was started for (its canonical root).
+pub const REPO_MARK: &str = "DEVCTL_REPO_ROOT";
+/// The service a process belongs to.
+pub const SERVICE_MARK: &str = "DEVCTL_SERVICE";
+/// The run (supervisor pid and start time) that started it.
+pub const RUN_MARK: &str = "DEVCTL_RUN";
+
+/// The marks a service's process carries.
+pub fn marks(root: &Path, service: &str, run: &str) -> [(&'static str, String); 3] {
+    [
+        (REPO_MARK, root.display().to_string()),
+        (SERVICE_MARK, service.to_owned()),
+        (RUN_MARK, run.to_owned()),
+    ]
+}
+
+/// The id of the run of this supervisor process.
+pub fn run_id() -> String {
+    let me = std::process::id();
+    let start = process_id(me).map(|p| p.start_time).unwrap_or(0);
+    format!("{me}-{start}")
+}
+
+/// A live process carrying our marks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub process: ProcessId,
+    pub service: String,
+    pub run: String,
+    /// Its command line, for reports.
+    pub command: String,
+}
+
+/// The marks of one process, if it carries ours for `root`.
+pub fn marked(pid: u32, root: &Path) -> Option<Marked> {
+    let process = process_id(pid)?;
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let root = root.display().to_string();
+    let mut repo = None;
+    let mut service = None;
+    let mut run = None;
+    for entry in environ.split(|b| *b == 0) {
+        let Ok(entry) = std::str::from_utf8(entry) else {
+            continue;
+        };
+        if let Some((key, value)) = entry.split_once('=') {
+            match key {
+                REPO_MARK => repo = Some(value),
+                SERVICE_MARK => service = Some(value.to_owned()),
+                RUN_MARK => run = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+    }
+    if repo != Some(root.as_str()) {
+        return None;
+    }
+    // The process may have ended while we read it: confirm it is the same.
+    is_alive(process).then(|| Marked {
+        process,
+        service: service.unwrap_or_default(),
+        run: run.unwrap_or_default(),
+        command: command_of(pid),
+    })
+}
+
+/// Every live process (of this user) carrying our marks for `root`.
+pub fn marked_processes(root: &Path) -> Vec<Marked> {
+    let me = std::process::id();
+    all_pids()
+        .into_iter()
+        .filter(|pid| *pid != me)
+        .filter_map(|pid| marked(pid, root))
+        .collect()
+}
+
+/// A process's command line, for reports (`?` when unreadable).
+pub fn command_of(pid: u32) -> String {
+    let text = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() {
+        "?".into()
+    } else {
+        text.chars().take(120).collect()
+    }
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What to stop: process groups proved ours, and single processes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Targets {
+    pub groups: Vec<i32>,
+    pub processes: Vec<ProcessId>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.processes.is_empty()
+    }
+
+    fn anything_alive(&self) -> bool {
+        self.groups.iter().any(|g| !group_members(*g).is_empty())
+            || self.processes.iter().any(|p| is_alive(*p))
+    }
+
+    fn signal(&self, signal: Signal) {
+        for group in &self.groups {
+            // Only a group that still has members: an empty group's id may
+            // be handed out again.
+            if !group_members(*group).is_empty() {
+                let _ = killpg(Pid::from_raw(*group), signal);
+            }
+        }
+        for process in &self.processes {
+            if is_alive(*process) {
+                if let Ok(pid) = i32::try_from(process.pid) {
+                    let _ = kill(Pid::from_raw(pid), signal);
+                }
+            }
+        }
+    }
+}
+
+/// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
     /// Nothing was running any more.
     AlreadyGone,
-    /// It exited after SIGTERM.
+    /// Everything exited after SIGTERM.
     Terminated,
-    /// It ignored SIGTERM for the whole grace and was killed.
+    /// Something ignored SIGTERM for the whole grace and was killed.
     Killed,
     /// Something survived even SIGKILL (e.g. stuck in the kernel).
     Resisted,
 }
 
-pub async fn stop_group(pgid: i32, grace: Duration) -> Stopped {
-    if group_members(pgid).is_empty() {
+/// SIGTERM, wait until all is gone, SIGKILL after `grace`, wait again.
+pub async fn stop(targets: &Targets, grace: Duration) -> Stopped {
+    if !targets.anything_alive() {
         return Stopped::AlreadyGone;
     }
-    let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-    if wait_empty(pgid, grace).await {
+    targets.signal(Signal::SIGTERM);
+    if wait_gone(targets, grace).await {
         return Stopped::Terminated;
     }
-    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-    if wait_empty(pgid, Duration::from_secs(2)).await {
+    targets.signal(Signal::SIGKILL);
+    if wait_gone(targets, Duration::from_secs(2)).await {
         Stopped::Killed
     } else {
         Stopped::Resisted
     }
 }
 
-/// Waits until no live process is in the group; false if `limit` passed.
-pub async fn wait_empty(pgid: i32, limit: Duration) -> bool {
+async fn wait_gone(targets: &Targets, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(500);
     loop {
-        if group_members(pgid).is_empty() {
+        if !targets.anything_alive() {
             return true;
         }
         if Instant::now() >= deadline {
@@ -63,5 +211,69 @@ pub fn describe_stop(name: &str, pid: u32, outcome: Stopped, grace: Duration) ->
             grace.as_millis()
         )),
         Stopped::Resisted => Some(format!("{name} (pid {pid}) RESISTED even SIGKILL")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_found_only_for_our_repo() {
+        let root = Path::new("/tmp/devctl-marks-test-repo");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .envs(marks(root, "web", "1-2"))
+            .spawn()
+            .unwrap();
+        // The environment is the new program's once it has exec'd.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let found = loop {
+            match marked(child.id(), root) {
+                Some(found) => break found,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                None => panic!("the marks never showed"),
+            }
+        };
+        assert_eq!(found.service, "web");
+        assert_eq!(found.run, "1-2");
+        assert!(found.command.starts_with("sleep 30"), "{}", found.command);
+        assert!(marked(child.id(), Path::new("/tmp/other")).is_none());
+        assert!(marked_processes(root)
+            .iter()
+            .any(|m| m.process.pid == child.id()));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(marked(child.id(), root).is_none(), "gone");
+    }
+
+    #[tokio::test]
+    async fn a_process_that_ignores_sigterm_is_killed_after_the_grace() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let id = process_id(child.id()).unwrap();
+        let targets = Targets {
+            groups: Vec::new(),
+            processes: vec![id],
+        };
+        let reaper = std::thread::spawn(move || child.wait());
+        assert_eq!(
+            stop(&targets, Duration::from_millis(100)).await,
+            Stopped::Killed
+        );
+        reaper.join().unwrap().unwrap();
+        assert_eq!(
+            stop(&targets, Duration::from_millis(100)).await,
+            Stopped::AlreadyGone
+        );
     }
 }

@@ -7,14 +7,16 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use devctl_sdk::host::{Client, HostOptions, OpError, PluginSpec, RequestMeta, StderrSink};
 use tokio::task::JoinSet;
 
-use crate::config::{DevctlConfig, PluginEntry, Strictness};
+use crate::config::{ConfigError, DevctlConfig, PluginEntry, Strictness};
 
 /// Where the config lives, relative to the repo root.
 pub const CONFIG_FILE: &str = ".devctl.yaml";
+
+/// Handshake budget when a command needs the plugins.
+pub const HANDSHAKE: Duration = Duration::from_secs(2);
 
 pub struct Repository {
     pub root: PathBuf,
@@ -38,26 +40,60 @@ pub struct Settings {
     pub timeout: Duration,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error("cannot read the current directory: {0}")]
+    Cwd(std::io::Error),
+    #[error("--repo-root {}: {source}\n  fix: give the directory of a repo (the one holding .devctl.yaml)", path.display())]
+    Root {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("--config {}: no such file\n  fix: give the path of a .devctl.yaml (relative paths start at the repo root)", .0.display())]
+    ConfigMissing(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("plugin {id} ({source_file}) could not start: {message}\n  fix: run `devctl plugins check {id}` to see what is wrong, or `devctl plugins disable {id}`")]
+    PluginStart {
+        id: String,
+        source_file: String,
+        message: String,
+    },
+}
+
+impl RepoError {
+    /// Errors in what the user gave (flags, config): exit status 2.
+    pub fn is_usage(&self) -> bool {
+        !matches!(self, RepoError::PluginStart { .. } | RepoError::Cwd(_))
+    }
+}
+
+/// The repo root: `--repo-root`, else the nearest ancestor of the cwd with a
+/// `.devctl.yaml`, else the cwd; canonical. Reads no config.
+pub fn locate_root(repo_root: Option<&Path>) -> Result<PathBuf, RepoError> {
+    let cwd = std::env::current_dir().map_err(RepoError::Cwd)?;
+    let root = match repo_root {
+        Some(root) => cwd.join(root),
+        None => cwd
+            .ancestors()
+            .find(|dir| dir.join(CONFIG_FILE).is_file())
+            .unwrap_or(&cwd)
+            .to_path_buf(),
+    };
+    root.canonicalize()
+        .map_err(|source| RepoError::Root { path: root, source })
+}
+
 impl Repository {
-    pub fn open(settings: &Settings) -> Result<Repository> {
-        let cwd = std::env::current_dir().context("cannot read the current directory")?;
-        let root = match &settings.repo_root {
-            Some(root) => cwd.join(root),
-            None => cwd
-                .ancestors()
-                .find(|dir| dir.join(CONFIG_FILE).is_file())
-                .unwrap_or(&cwd)
-                .to_path_buf(),
-        };
-        let root = root
-            .canonicalize()
-            .with_context(|| format!("--repo-root {} does not exist", root.display()))?;
+    pub fn open(settings: &Settings) -> Result<Repository, RepoError> {
+        let cwd = std::env::current_dir().map_err(RepoError::Cwd)?;
+        let root = locate_root(settings.repo_root.as_deref())?;
         let config_path = match &settings.config {
             Some(path) => cwd.join(path),
             None => root.join(CONFIG_FILE),
         };
         if settings.config.is_some() && !config_path.is_file() {
-            anyhow::bail!("--config {} does not exist", config_path.display());
+            return Err(RepoError::ConfigMissing(config_path));
         }
         let path_var = std::env::var("PATH").ok();
         let config = DevctlConfig::load(&root, &config_path, path_var.as_deref())?;
@@ -79,6 +115,35 @@ impl Repository {
             timeout: settings.timeout,
             stderr: StderrSink::Forward,
         })
+    }
+
+    /// Starts the enabled plugins (minus `without`); any failure is fatal
+    /// here, since a plan without one of its plugins would be wrong.
+    pub async fn start_all(
+        &self,
+        without: &BTreeSet<String>,
+        dry_run: bool,
+    ) -> Result<Vec<Client>, RepoError> {
+        let plugins = self.plugins(without);
+        let mut clients = Vec::new();
+        let mut failure = None;
+        for (entry, result) in self.start(&plugins, HANDSHAKE, dry_run).await {
+            match result {
+                Ok(client) => clients.push(client),
+                Err(err) => {
+                    failure.get_or_insert((entry, err));
+                }
+            }
+        }
+        if let Some((entry, err)) = failure {
+            close_all(clients).await;
+            return Err(RepoError::PluginStart {
+                id: entry.id,
+                source_file: entry.source,
+                message: err.message,
+            });
+        }
+        Ok(clients)
     }
 
     /// Enabled plugins in run order, minus `without`.

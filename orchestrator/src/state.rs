@@ -1,81 +1,20 @@
-//! `.devctl/`: the state file, the lock, the logs and the control socket.
+//! `state.json`: what the supervisor started and how it is doing.
 //!
-//! `state.json` records what the supervisor started: its own pid, and per
-//! service the pid, process group and process start time (so a pid the
-//! kernel has reused is never signalled), readiness, restarts, how it
-//! exited and the tail of its stderr. It is always written whole (temp file
-//! and rename). Service environments are never written (they hold secrets).
+//! The supervisor writes it whole (temp file and rename) after every change,
+//! and before it tells anyone a change happened, so `devctl status` right
+//! after `up -d` sees what `up` reported. Per service it records the pid,
+//! process group and process start time (so a pid the kernel has since
+//! reused is never mistaken for ours), readiness, restarts, how it exited and
+//! the tail of its stderr. Service environments are never written (they hold
+//! secrets). Readers treat the file as a hint (see [`crate::statedir`]).
 
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use devctl_sdk::host::{group_members, is_alive, process_id, ProcessId};
+use devctl_sdk::host::{is_alive, ProcessId};
 use serde::{Deserialize, Serialize};
 
-pub const STATE_VERSION: u32 = 1;
-
-/// Paths under `<root>/.devctl/`.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub dir: PathBuf,
-}
-
-impl Paths {
-    pub fn new(root: &Path) -> Paths {
-        Paths {
-            dir: root.join(".devctl"),
-        }
-    }
-
-    pub fn state(&self) -> PathBuf {
-        self.dir.join("state.json")
-    }
-
-    pub fn lock(&self) -> PathBuf {
-        self.dir.join("lock")
-    }
-
-    pub fn logs(&self) -> PathBuf {
-        self.dir.join("logs")
-    }
-
-    pub fn supervisor_log(&self) -> PathBuf {
-        self.dir.join("supervisor.log")
-    }
-
-    pub fn log(&self, service: &str, stream: Stream) -> PathBuf {
-        self.logs().join(format!("{service}.{}.log", stream.name()))
-    }
-
-    /// The control socket; outside `.devctl/` when the path would be too
-    /// long for a Unix socket (108 bytes).
-    pub fn socket(&self) -> PathBuf {
-        let inside = self.dir.join("control.sock");
-        if inside.as_os_str().len() < 100 {
-            return inside;
-        }
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.dir.as_os_str().as_encoded_bytes() {
-            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
-        }
-        std::env::temp_dir().join(format!("devctl-{hash:016x}.sock"))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-impl Stream {
-    pub fn name(self) -> &'static str {
-        match self {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        }
-    }
-}
+pub const STATE_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -97,6 +36,20 @@ pub enum ServiceStatus {
     Exited,
     Failed,
     Stopped,
+}
+
+impl ServiceStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceStatus::Waiting => "waiting",
+            ServiceStatus::Starting => "starting",
+            ServiceStatus::Ready => "ready",
+            ServiceStatus::Restarting => "restarting",
+            ServiceStatus::Exited => "exited",
+            ServiceStatus::Failed => "failed",
+            ServiceStatus::Stopped => "stopped",
+        }
+    }
 }
 
 /// How a process ended.
@@ -129,12 +82,34 @@ pub struct ServiceState {
     pub ready_at_ms: Option<u64>,
     pub restarts: u32,
     pub exit: Option<Exit>,
+    #[serde(default)]
     pub stderr_tail: Vec<String>,
-    pub stdout_log: PathBuf,
-    pub stderr_log: PathBuf,
+    /// Where the service answers (its health check's URL or address), if known.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// When a restart is due (Unix ms), while `status` is `restarting`.
+    #[serde(default)]
+    pub next_restart_at_ms: Option<u64>,
 }
 
 impl ServiceState {
+    pub fn new(name: &str) -> ServiceState {
+        ServiceState {
+            name: name.to_owned(),
+            status: ServiceStatus::Waiting,
+            pid: None,
+            pgid: None,
+            start_time: None,
+            started_at_ms: None,
+            ready_at_ms: None,
+            restarts: 0,
+            exit: None,
+            stderr_tail: Vec::new(),
+            endpoint: None,
+            next_restart_at_ms: None,
+        }
+    }
+
     pub fn process(&self) -> Option<ProcessId> {
         Some(ProcessId {
             pid: self.pid?,
@@ -146,25 +121,6 @@ impl ServiceState {
     pub fn alive(&self) -> bool {
         self.process().is_some_and(is_alive)
     }
-
-    /// Live members of the service's process group, if that group is still
-    /// ours: its leader is our process, or the leader is gone and members
-    /// remain (a group id cannot be reused while it has members).
-    pub fn group_members(&self) -> Vec<u32> {
-        let Some(pgid) = self.pgid else {
-            return Vec::new();
-        };
-        let leader_is_ours = match (self.pid.and_then(process_id), self.start_time) {
-            (Some(now), Some(recorded)) => now.start_time == recorded,
-            (None, _) => true,
-            (Some(_), None) => false,
-        };
-        if leader_is_ours {
-            group_members(pgid)
-        } else {
-            Vec::new()
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,7 +129,6 @@ pub struct State {
     pub repo_root: PathBuf,
     pub supervisor_pid: u32,
     pub supervisor_start_time: Option<u64>,
-    pub socket: PathBuf,
     pub phase: Phase,
     /// Bumped each time the plan is (re)applied.
     pub generation: u64,
@@ -188,7 +143,43 @@ pub struct State {
     pub last_rebuild: Option<String>,
 }
 
+/// Why a state file was refused.
+#[derive(Debug)]
+pub struct StateError(pub String);
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+            Phase::Failed => "failed",
+        }
+    }
+}
+
 impl State {
+    pub fn phase_name(&self) -> &'static str {
+        self.phase.name()
+    }
+
+    pub fn new(repo_root: &Path, watching: bool) -> State {
+        let me = std::process::id();
+        State {
+            version: STATE_VERSION,
+            repo_root: repo_root.to_path_buf(),
+            supervisor_pid: me,
+            supervisor_start_time: devctl_sdk::host::process_id(me).map(|p| p.start_time),
+            phase: Phase::Starting,
+            generation: 1,
+            services: Vec::new(),
+            error: None,
+            watching,
+            last_rebuild: None,
+        }
+    }
+
     pub fn supervisor(&self) -> Option<ProcessId> {
         Some(ProcessId {
             pid: self.supervisor_pid,
@@ -200,54 +191,27 @@ impl State {
         self.supervisor().is_some_and(is_alive)
     }
 
-    /// Services with any live process left.
-    pub fn live_services(&self) -> Vec<&ServiceState> {
-        self.services
-            .iter()
-            .filter(|s| s.alive() || !s.group_members().is_empty())
-            .collect()
+    pub fn service(&self, name: &str) -> Option<&ServiceState> {
+        self.services.iter().find(|s| s.name == name)
     }
 
-    pub fn read(paths: &Paths) -> anyhow::Result<Option<State>> {
-        let path = paths.state();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(anyhow::anyhow!("cannot read {}: {err}", path.display())),
-        };
-        let state = serde_json::from_str(&text).map_err(|err| {
-            anyhow::anyhow!("{} is not a devctl state file ({err}); remove it once nothing from the previous run is running", path.display())
-        })?;
-        Ok(Some(state))
+    /// Parses a state file and checks that it is about `root`.
+    pub fn parse(bytes: &[u8], root: &Path) -> Result<State, StateError> {
+        let state: State =
+            serde_json::from_slice(bytes).map_err(|err| StateError(err.to_string()))?;
+        if state.repo_root != root {
+            return Err(StateError(format!(
+                "it describes {}",
+                state.repo_root.display()
+            )));
+        }
+        Ok(state)
     }
 
-    /// Writes the state whole: a temp file in the same directory, then a rename.
-    pub fn write(&self, paths: &Paths) -> std::io::Result<()> {
-        write_atomically(
-            &paths.state(),
-            &serde_json::to_vec_pretty(self).unwrap_or_default(),
-        )
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing plain data into memory cannot fail.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
     }
-}
-
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_data()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
-    }
-    result
 }
 
 /// Milliseconds since the Unix epoch.
@@ -258,11 +222,20 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Keeps the last `n` lines of a file (for stderr tails in errors).
-pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
-    let Ok(bytes) = read_end(path, 64 * 1024) else {
+/// The last `n` lines of a file (read from its last 64 KiB only).
+pub fn tail_of(mut file: std::fs::File, n: usize) -> Vec<String> {
+    const WINDOW: u64 = 64 * 1024;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if file
+        .seek(SeekFrom::Start(len.saturating_sub(WINDOW)))
+        .is_err()
+    {
         return Vec::new();
-    };
+    }
+    let mut bytes = Vec::new();
+    if file.take(WINDOW).read_to_end(&mut bytes).is_err() {
+        return Vec::new();
+    }
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..]
@@ -271,12 +244,18 @@ pub fn tail_lines(path: &Path, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn read_end(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(max)))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_of_another_repo_or_garbage_is_refused() {
+        let state = State::new(Path::new("/repo/a"), false);
+        let bytes = state.to_bytes();
+        assert_eq!(State::parse(&bytes, Path::new("/repo/a")).unwrap(), state);
+        let other = State::parse(&bytes, Path::new("/repo/b")).unwrap_err();
+        assert!(other.0.contains("/repo/a"), "{}", other.0);
+        assert!(State::parse(b"{\"version\": 2", Path::new("/repo/a")).is_err());
+        assert!(State::parse(b"", Path::new("/repo/a")).is_err());
+    }
 }

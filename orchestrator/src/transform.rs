@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use devctl_contract::manifest::ServiceSpec;
+use devctl_contract::names::{check_name, NameError};
 use devctl_contract::ops::{ConfigPatch, StepResult, ValidateIssue, ValidateOutput};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -101,10 +102,21 @@ impl Plan {
     }
 }
 
-/// In strict mode a collision fails the plan.
+/// Why a plan cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("strict mode: {0} (rename one, or disable one of the plugins)")]
-pub struct CollisionError(pub Collision);
+pub enum PlanError {
+    /// In strict mode a collision fails the plan.
+    #[error("strict mode: {0} (rename one, or disable one of the plugins)")]
+    Collision(Collision),
+    /// A plugin named a service or step against the rule of
+    /// [`devctl_contract::names`] (names become file names).
+    #[error("plugin {plugin} names a {kind} badly: {problem}\n  fix: the plugin must use names of letters, digits, '.', '_' and '-' (at most 64); disable it with `devctl plugins disable {plugin}` meanwhile")]
+    BadName {
+        plugin: String,
+        kind: &'static str,
+        problem: NameError,
+    },
+}
 
 /// Replays `transforms` over `base`, skipping the plugins in `without`.
 pub fn materialize(
@@ -112,7 +124,7 @@ pub fn materialize(
     transforms: &[Transform],
     without: &BTreeSet<String>,
     strictness: Strictness,
-) -> Result<Plan, CollisionError> {
+) -> Result<Plan, PlanError> {
     let mut plan = Plan {
         config: base.clone(),
         valid: true,
@@ -120,6 +132,7 @@ pub fn materialize(
     };
     for transform in transforms.iter().filter(|t| !without.contains(&t.plugin)) {
         let plugin = &transform.plugin;
+        check_names(transform)?;
         plan.plugins.push(plugin.clone());
         if let Some(patch) = &transform.config_patch {
             apply_patch(&mut plan.config, patch);
@@ -181,7 +194,7 @@ pub fn materialize(
                         second: plugin.clone(),
                     };
                     if strictness == Strictness::Error {
-                        return Err(CollisionError(collision));
+                        return Err(PlanError::Collision(collision));
                     }
                     let mut overrode = std::mem::take(&mut existing.overrode);
                     overrode.push(existing.plugin.clone());
@@ -210,7 +223,7 @@ fn merge_steps(
     kind: &'static str,
     strictness: Strictness,
     collisions: &mut Vec<Collision>,
-) -> Result<(), CollisionError> {
+) -> Result<(), PlanError> {
     for step in steps {
         let planned = PlannedStep {
             step: step.clone(),
@@ -225,13 +238,28 @@ fn merge_steps(
                     second: plugin.to_owned(),
                 };
                 if strictness == Strictness::Error {
-                    return Err(CollisionError(collision));
+                    return Err(PlanError::Collision(collision));
                 }
                 *existing = planned;
                 collisions.push(collision);
             }
             None => into.push(planned),
         }
+    }
+    Ok(())
+}
+
+/// Every service and step name a plugin gave must be a valid name.
+fn check_names(transform: &Transform) -> Result<(), PlanError> {
+    let services = transform.services.iter().map(|s| ("service", &s.name));
+    let build = transform.build.iter().map(|s| ("build step", &s.name));
+    let prepare = transform.prepare.iter().map(|s| ("prepare step", &s.name));
+    for (kind, name) in services.chain(build).chain(prepare) {
+        check_name(name).map_err(|problem| PlanError::BadName {
+            plugin: transform.plugin.clone(),
+            kind,
+            problem,
+        })?;
     }
     Ok(())
 }
@@ -382,6 +410,37 @@ mod tests {
             Strictness::Error,
         )
         .unwrap_err();
-        assert_eq!((err.0.first.as_str(), err.0.second.as_str()), ("a", "b"));
+        let PlanError::Collision(collision) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            (collision.first.as_str(), collision.second.as_str()),
+            ("a", "b")
+        );
+    }
+
+    #[test]
+    fn a_service_or_step_name_that_is_a_path_is_a_plan_error_naming_the_plugin() {
+        let mut bad = transforms();
+        bad[1].services[1].name = "../../../x".into();
+        let err = materialize(&json!({}), &bad, &BTreeSet::new(), Strictness::Warn).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::BadName { plugin, kind: "service", .. } if plugin == "b"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("plugin b"), "{err}");
+        let mut bad = transforms();
+        bad[0].build[0].name = "..".into();
+        let err = materialize(&json!({}), &bad, &BTreeSet::new(), Strictness::Warn).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PlanError::BadName {
+                    kind: "build step",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -16,9 +16,14 @@ fn bad_config_names_the_file_the_key_and_the_fix() {
     let repo = Repo::with(&[]);
     let cases = [
         (
-            "plugins:\n  - id: a\n    path: [\n",
-            ".devctl.yaml:3",
+            "plugins:\n  - id: a\n    path: x\n   bad: [\n",
+            ".devctl.yaml:4",
             "YAML syntax",
+        ),
+        (
+            "plugins:\n  - id: a\n    path: [\n",
+            ".devctl.yaml:3:11: plugins[0].path: invalid type: sequence",
+            "value of the type",
         ),
         (
             "plugins:\n  - path: ./fixture.py\n",

@@ -173,7 +173,7 @@ fn without_removes_a_plugins_influence_and_does_not_start_it() {
         .devctl(&["plan", "--without", "nosuch"])
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2), "a usage error");
     assert!(stderr(&output).contains("no such plugin"));
 }
 

@@ -214,9 +214,12 @@ impl PrivateDir {
         Ok(File::from(fd))
     }
 
-    /// Replaces `name` whole with `bytes` (mode 0600).
+    /// Replaces `name` whole with `bytes` (mode 0600). Readers see the old
+    /// file or the new one, never half; it is not synced to disk (what a
+    /// private directory holds describes processes, which a machine crash
+    /// ends too), so frequent rewrites stay cheap.
     pub fn write_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), FsError> {
-        write_in(&self.fd, &self.path, name, bytes, PRIVATE_FILE)
+        write_in(&self.fd, &self.path, name, bytes, PRIVATE_FILE, false)
     }
 
     /// Renames `from` to `to`, both in this directory (never through links).
@@ -262,8 +265,9 @@ impl AsFd for PrivateDir {
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a
-/// rename, with `mode` whatever the umask. The parent directory is created
-/// when missing. A link at `path` is replaced, never written through.
+/// rename, with `mode` whatever the umask, synced to disk before the rename.
+/// The parent directory is created when missing. A link at `path` is
+/// replaced, never written through.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError> {
     let parent = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -281,7 +285,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsEr
         Mode::empty(),
     )
     .map_err(|errno| FsError::io("open", parent, errno))?;
-    write_in(&dir, parent, name, bytes, mode)
+    write_in(&dir, parent, name, bytes, mode, true)
 }
 
 fn write_in(
@@ -290,6 +294,7 @@ fn write_in(
     name: impl AsRef<OsStr>,
     bytes: &[u8],
     mode: u32,
+    durable: bool,
 ) -> Result<(), FsError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = name.as_ref();
@@ -311,7 +316,7 @@ fn write_in(
             .map_err(|errno| FsError::io("change the mode of", &path, errno))?;
         let mut file = File::from(fd);
         file.write_all(bytes)
-            .and_then(|()| file.sync_data())
+            .and_then(|()| if durable { file.sync_data() } else { Ok(()) })
             .map_err(|err| FsError::io("write", &path, err))?;
         renameat(dir, temp, dir, name).map_err(|errno| FsError::io("replace", &path, errno))
     })();

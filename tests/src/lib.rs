@@ -211,25 +211,8 @@ pub fn leftovers_under(root: &Path) -> Vec<String> {
 
 /// `GET url` → (status, body), for checking what services serve.
 pub fn http_get(url: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://")?;
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut stream = std::net::TcpStream::connect(authority).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    let path = if path.is_empty() { "/" } else { path };
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+    let answer = devctl_support::http::get_blocking(url, Duration::from_secs(5)).ok()?;
+    Some((answer.status, answer.body))
 }
 
 /// Copies `examples/moments` to `to`, without the example's own run-time

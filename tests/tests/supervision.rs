@@ -104,7 +104,7 @@ fn down_after_the_supervisor_was_killed_stops_what_it_recorded() {
     assert!(down.status.success(), "{}", stderr(&down));
     let text = stdout(&down);
     assert!(
-        text.contains("is gone; stopping what it recorded") && text.contains("stopped web"),
+        text.contains("is gone; stopping what it started") && text.contains("stopped web"),
         "{text}"
     );
     let left = repo.wait_for_nothing_left(Duration::from_secs(2));

@@ -1,9 +1,11 @@
 //! `devctl up`: starts the supervisor (`devctl __supervise`, in its own
 //! session so a closed terminal does not stop it) and shows its progress.
-//! With `-d` it returns once every service is ready; otherwise it shows the
-//! services' output, prefixed per service, until Ctrl-C, then asks the
-//! supervisor to stop everything. On failure it prints the reason and the
-//! tail of the failing service's stderr, and nothing is left running.
+//! With `-d` it returns once every service is ready (and `state.json` says
+//! so); otherwise it shows the services' output, prefixed per service, until
+//! Ctrl-C (or SIGTERM, or the terminal closing), then has the supervisor
+//! stop everything and exits 130 (143, 129). On failure it prints the reason
+//! and the tail of the failing service's stderr, and nothing is left
+//! running. With `--dry-run` it shows the plan and starts nothing.
 
 use std::io::IsTerminal;
 use std::os::unix::process::CommandExt;
@@ -11,61 +13,62 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use devctl::control::{self, Request};
+use devctl::environment::Environment;
+use devctl::events::UpEvent;
+use devctl::repository::Repository;
+use devctl::statedir::StateDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cli::{Global, UpArgs};
-use crate::control::{self, Request};
-use crate::events::UpEvent;
-use crate::logs::{follow, sources};
-use crate::repository::Repository;
-use crate::state::{tail_lines, Paths, State, Stream};
+use super::logs::{follow, sources};
+use super::{devctl_for, Interrupts};
+use crate::cli::{Global, PlanArgs, UpArgs};
 
 /// The arguments that re-create this `up` in the supervisor process.
 fn supervisor_args(repo: &Repository, global: &Global, args: &UpArgs) -> Vec<String> {
-    let mut out = vec!["--repo-root".to_owned(), repo.root.display().to_string()];
-    out.extend([
+    let mut out = vec![
+        "--repo-root".to_owned(),
+        repo.root.display().to_string(),
         "--config".to_owned(),
         repo.config_path.display().to_string(),
-    ]);
-    out.extend([
         "--timeout".to_owned(),
         format!("{}ms", global.timeout.as_millis()),
-    ]);
+    ];
     if global.strict {
         out.push("--strict".into());
-    }
-    if global.dry_run {
-        out.push("--dry-run".into());
     }
     out.push("__supervise".into());
     out.extend(args.to_flags());
     out
 }
 
-pub async fn up(repo: &Repository, global: &Global, args: &UpArgs) -> Result<u8> {
-    let paths = Paths::new(&repo.root);
-    if let Some(state) = State::read(&paths)? {
-        if state.supervisor_alive() {
-            if !args.force {
-                anyhow::bail!(
-                    "already up here (supervisor pid {}); see `devctl status`, stop it with `devctl down`, or restart everything with `devctl up --force`",
-                    state.supervisor_pid
-                );
-            }
-            crate::lifecycle::down(repo, args.grace).await?;
+pub async fn run(global: &Global, args: &UpArgs) -> Result<u8> {
+    let repo = super::open(global)?;
+    if global.dry_run {
+        let code = super::plan::run(&repo, &PlanArgs::default()).await?;
+        eprintln!("--dry-run: nothing was started");
+        return Ok(code);
+    }
+    let mut interrupts = Interrupts::listen().context("cannot listen for signals")?;
+    let devctl = devctl_for(&repo.root);
+    let environment = Environment::open(&repo.root)?;
+    if let Some(pid) = environment.supervisor() {
+        if !args.force {
+            anyhow::bail!(
+                "already up here (supervisor pid {pid}); see `{devctl} status`, stop it with `{devctl} down`, or restart everything with `{devctl} up --force`"
+            );
+        }
+        for line in environment.stop(args.grace).await.lines {
+            eprintln!("devctl: {line}");
         }
     }
-    std::fs::create_dir_all(&paths.dir)
-        .with_context(|| format!("cannot create {}", paths.dir.display()))?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(paths.supervisor_log())
-        .with_context(|| format!("cannot open {}", paths.supervisor_log().display()))?;
+    let dir = StateDir::create(&repo.root)?;
+    let log_start = dir.supervisor_log_len();
+    let log = dir.supervisor_log()?;
     let exe = std::env::current_exe().context("cannot find the devctl executable")?;
     let mut command = std::process::Command::new(exe);
     command
-        .args(supervisor_args(repo, global, args))
+        .args(supervisor_args(&repo, global, args))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
@@ -82,59 +85,52 @@ pub async fn up(repo: &Repository, global: &Global, args: &UpArgs) -> Result<u8>
         .spawn()
         .context("cannot start the supervisor")?;
     let supervisor_pid = child.id().unwrap_or(0);
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let stdout = child
         .stdout
         .take()
         .context("the supervisor has no stdout pipe")?;
     let mut events = BufReader::new(stdout).lines();
     let progress = Progress::new();
+    // The supervisor's own stop can take a grace per dependency level.
+    let patience = args.grace * 4 + Duration::from_secs(15);
 
     // Start-up: until ready or failed (or interrupted: then stop it all).
     let outcome = loop {
         let next = tokio::select! {
             next = events.next_line() => next,
-            _ = interrupt.recv() => break Some(UpEvent::Stopped { lines: Vec::new() }),
-            _ = terminate.recv() => break Some(UpEvent::Stopped { lines: Vec::new() }),
+            code = interrupts.next() => break Err(code),
         };
-        let line = match next {
-            Ok(Some(line)) => line,
-            _ => break None,
+        let Ok(Some(line)) = next else {
+            break Ok(None);
         };
         let Ok(event) = serde_json::from_str::<UpEvent>(&line) else {
             continue;
         };
         match &event {
-            UpEvent::Ready { .. } | UpEvent::Failed { .. } => break Some(event),
+            UpEvent::Ready { .. } | UpEvent::Failed { .. } => break Ok(Some(event)),
             other => progress.show(other),
         }
     };
     match outcome {
-        Some(UpEvent::Ready {
+        Ok(Some(UpEvent::Ready {
             services,
             elapsed_ms,
-        }) => {
+        })) => {
             progress.done(&format!("{services} service(s) ready in {elapsed_ms} ms"));
         }
-        Some(UpEvent::Stopped { .. }) => {
+        Err(code) => {
             progress.line("interrupted; stopping…");
-            // The supervisor stops what it started, whatever phase it is in.
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(supervisor_pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ =
-                tokio::time::timeout(args.grace * 2 + Duration::from_secs(10), child.wait()).await;
-            return Ok(130);
+            // Our own child: signalling it is safe. It stops what it started.
+            terminate(supervisor_pid);
+            let _ = tokio::time::timeout(patience, child.wait()).await;
+            return Ok(code);
         }
-        Some(UpEvent::Failed {
+        Ok(Some(UpEvent::Failed {
             reason,
             service,
             exit,
             stderr_tail,
-        }) => {
+        })) => {
             progress.clear();
             eprintln!("error: {reason}");
             if let (Some(service), false) = (&service, stderr_tail.is_empty()) {
@@ -147,94 +143,103 @@ pub async fn up(repo: &Repository, global: &Global, args: &UpArgs) -> Result<u8>
                 }
             }
             // The supervisor stops what it started before it exits.
-            let _ =
-                tokio::time::timeout(args.grace * 2 + Duration::from_secs(10), child.wait()).await;
+            let _ = tokio::time::timeout(patience, child.wait()).await;
             return Ok(1);
         }
-        _ => {
+        Ok(_) => {
             progress.clear();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-            eprintln!("error: the supervisor stopped unexpectedly; its log ends with:");
-            for line in tail_lines(&paths.supervisor_log(), 10) {
+            eprintln!("error: the supervisor stopped unexpectedly; its log says:");
+            for line in new_log_lines(&dir, log_start) {
                 eprintln!("  {line}");
             }
-            crate::lifecycle::down(repo, args.grace).await?;
+            environment.stop(args.grace).await;
             return Ok(1);
         }
     }
     if args.detach {
-        outln!("running in the background (supervisor pid {supervisor_pid}): `devctl status`, `devctl logs -f`, `devctl down`");
+        outln!("running in the background (supervisor pid {supervisor_pid}): `{devctl} status`, `{devctl} logs -f`, `{devctl} down`");
         return Ok(0);
     }
 
-    // Foreground: show the services' output until Ctrl-C or the end.
-    let state = State::read(&paths)?;
-    let logs = sources(
-        &paths,
-        state.as_ref(),
-        &[],
-        &[Stream::Stdout, Stream::Stderr],
-    )?;
-    let socket = paths.socket();
-    let grace = args.grace;
+    // Foreground: show the services' output until a signal or the end.
+    let state = dir.read_state().found();
+    let logs = sources(&repo.root, state.as_ref(), &[], &["stdout", "stderr"])?;
+    let socket_dir = StateDir::create(&repo.root)?;
     let watch_events = async move {
         while let Ok(Some(line)) = events.next_line().await {
             if let Ok(event) = serde_json::from_str::<UpEvent>(&line) {
-                match event {
-                    UpEvent::ServiceExited {
-                        name,
-                        exit,
-                        restarting,
-                    } => {
-                        eprintln!(
-                            "devctl: {name} exited with {exit}{}",
-                            if restarting { "; restarting" } else { "" }
-                        )
-                    }
-                    UpEvent::Stopped { lines } => {
-                        lines.iter().for_each(|l| eprintln!("devctl: {l}"))
-                    }
-                    UpEvent::Replanned { line, .. } => eprintln!("devctl: {line}"),
-                    UpEvent::Invalid {
-                        code, message, fix, ..
-                    } => eprintln!(
-                        "devctl: invalid [{code}] {message}{}",
-                        fix.map(|f| format!("\n  fix: {f}")).unwrap_or_default()
-                    ),
-                    UpEvent::ServiceReady { name, after_ms } => {
-                        eprintln!("devctl: {name} ready after {after_ms} ms")
-                    }
-                    _ => {}
-                }
+                foreground_event(event);
             }
         }
     };
-    let stop_on_signal = async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        eprintln!("\ndevctl: stopping…");
-        if control::send(&socket, &Request::Stop, grace * 2 + Duration::from_secs(5))
-            .await
-            .is_err()
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(supervisor_pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        std::future::pending::<()>().await
-    };
+    let mut code = 0;
     let ended = async {
         tokio::select! {
             _ = watch_events => {}
-            _ = stop_on_signal => {}
+            signal = interrupts.next() => {
+                code = signal;
+                eprintln!("\ndevctl: stopping…");
+                if control::send(&socket_dir, &Request::Stop, patience).await.is_err() {
+                    terminate(supervisor_pid);
+                }
+            }
         }
-        let _ = child.wait().await;
+        let _ = tokio::time::timeout(patience, child.wait()).await;
     };
     follow(logs, true, ended).await;
-    Ok(0)
+    Ok(code)
+}
+
+fn terminate(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+}
+
+/// What this run added to `.devctl/supervisor.log` (not older runs' lines).
+fn new_log_lines(dir: &StateDir, start: u64) -> Vec<String> {
+    let added = dir.supervisor_log_len().saturating_sub(start);
+    let lines = dir.supervisor_log_tail(40);
+    let mut kept = Vec::new();
+    let mut bytes = 0u64;
+    for line in lines.iter().rev() {
+        bytes += line.len() as u64 + 1;
+        if bytes > added {
+            break;
+        }
+        kept.push(line.clone());
+    }
+    kept.reverse();
+    kept
+}
+
+fn foreground_event(event: UpEvent) {
+    match event {
+        UpEvent::ServiceExited {
+            name,
+            exit,
+            restarting,
+        } => eprintln!(
+            "devctl: {name} exited with {exit}{}",
+            if restarting { "; restarting" } else { "" }
+        ),
+        UpEvent::Stopped { lines } => lines.iter().for_each(|l| eprintln!("devctl: {l}")),
+        UpEvent::Replanned { line, .. } => eprintln!("devctl: {line}"),
+        UpEvent::Invalid {
+            code, message, fix, ..
+        } => eprintln!(
+            "devctl: invalid [{code}] {message}{}",
+            fix.map(|f| format!("\n  fix: {f}")).unwrap_or_default()
+        ),
+        UpEvent::ServiceReady { name, after_ms } => {
+            eprintln!("devctl: {name} ready after {after_ms} ms")
+        }
+        _ => {}
+    }
 }
 
 /// Start-up progress: one updating line on a terminal, plain lines otherwise.

@@ -16,7 +16,9 @@ use devctl_contract::protocol::CommandSpec;
 use devctl_sdk::host::Client;
 use serde_json::json;
 
-use crate::repository::{close_all, Repository};
+use devctl::repository::{close_all, Repository};
+
+use super::Usage;
 
 /// The startup budget of each plugin during discovery.
 pub const DISCOVERY_BUDGET: Duration = Duration::from_millis(500);
@@ -74,7 +76,7 @@ pub async fn discover(repo: &Repository) -> Discovery {
 /// The first plugin in run order that provides `name` wins, so discovery
 /// stops as soon as that plugin is known and every plugin before it has
 /// answered or used up its budget; plugins after it are not waited for.
-pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Result<Option<i32>> {
+pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Result<u8> {
     let plugins = repo.plugins(&BTreeSet::new());
     let mut arrivals = repo.start_each(&plugins, DISCOVERY_BUDGET);
     let mut slots: Vec<Option<Result<Client, String>>> = plugins.iter().map(|_| None).collect();
@@ -115,10 +117,11 @@ pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Resu
     let closing = tokio::spawn(close_all(others));
     let Some(client) = chosen else {
         let _ = closing.await;
-        anyhow::bail!(
+        return Err(Usage(format!(
             "unknown command `{name}`; built-in commands: plan, plugins, commands, stream, status; plugin commands: {} (see `devctl commands`)",
             if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-        );
+        ))
+        .into());
     };
     // As devctl does: the command sees the config its plugin produces.
     let mut config = json!({});
@@ -126,7 +129,7 @@ pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Resu
         let (output, _) = client
             .call_as::<ConfigMutateOutput>(CONFIG_MUTATE, json!({"config": config}), repo.timeout)
             .await?;
-        crate::transform::apply_patch(&mut config, &output.config_patch);
+        devctl::transform::apply_patch(&mut config, &output.config_patch);
     }
     let input = json!({"name": name, "argv": argv, "config": config});
     let result = client
@@ -134,7 +137,8 @@ pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Resu
         .await;
     client.close().await;
     let _ = closing.await;
-    Ok(Some(result?.0.exit_code))
+    let code = result?.0.exit_code;
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
 fn provides(client: &Client, name: &str) -> bool {
@@ -161,7 +165,7 @@ fn commands_of(client: &Client) -> Vec<String> {
 }
 
 /// `devctl commands`: every plugin command with its help.
-pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<()> {
+pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<u8> {
     let discovery = discover(repo).await;
     for warning in &discovery.warnings {
         eprintln!("warning: {warning}");
@@ -191,7 +195,7 @@ pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<()> {
         }
     }
     close_all(discovery.clients).await;
-    Ok(())
+    Ok(0)
 }
 
 fn first_line(text: &str) -> &str {

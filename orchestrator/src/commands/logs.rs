@@ -9,10 +9,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use std::path::Path;
 
-use crate::repository::Repository;
-use crate::state::{tail_lines, Paths, State, Stream};
+use anyhow::Result;
+use devctl::environment::Environment;
+use devctl::state::{tail_of, State};
+use devctl::supervisor::spawn::log_name;
+
+use super::Usage;
 
 /// One log file to show, and the prefix of its lines.
 #[derive(Debug, Clone)]
@@ -74,30 +78,34 @@ impl Printer {
     }
 }
 
-/// The log files of `services` (all recorded ones when empty).
+/// The log files of `services` (all recorded ones when empty), from the
+/// state's service list, else from the files present.
 pub fn sources(
-    paths: &Paths,
+    root: &Path,
     state: Option<&State>,
     services: &[String],
-    streams: &[Stream],
+    streams: &[&str],
 ) -> Result<Vec<Source>> {
+    let logs = root.join(".devctl/logs");
     let recorded: Vec<String> = match state {
         Some(state) => state.services.iter().map(|s| s.name.clone()).collect(),
-        None => std::fs::read_dir(paths.logs())
-            .map(|entries| {
-                let mut names: Vec<String> = entries
-                    .flatten()
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .strip_suffix(".stdout.log")
-                            .map(str::to_owned)
-                    })
-                    .collect();
-                names.sort();
-                names
-            })
-            .unwrap_or_default(),
+        None => {
+            let mut names: Vec<String> = std::fs::read_dir(&logs)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|e| {
+                            e.file_name()
+                                .to_str()?
+                                .strip_suffix(".stdout.log")
+                                .map(str::to_owned)
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            names
+        }
     };
     let chosen: Vec<String> = if services.is_empty() {
         recorded.clone()
@@ -106,23 +114,24 @@ pub fn sources(
     };
     for name in &chosen {
         if !recorded.contains(name) {
-            anyhow::bail!(
+            return Err(Usage(format!(
                 "no logs for service {name:?} (services: {})",
                 recorded.join(", ")
-            );
+            ))
+            .into());
         }
     }
     let mut sources = Vec::new();
     for name in chosen {
         for stream in streams {
-            let label = if streams.len() > 1 && *stream == Stream::Stderr {
+            let label = if streams.len() > 1 && *stream == "stderr" {
                 format!("{name} (err)")
             } else {
                 name.clone()
             };
             sources.push(Source {
                 label,
-                path: paths.log(&name, *stream),
+                path: logs.join(log_name(&name, stream)),
             });
         }
     }
@@ -240,32 +249,29 @@ impl Tail {
 }
 
 /// `devctl logs [SVC]… [-f] [--tail N] [--stderr]`.
-pub async fn logs(
-    repo: &Repository,
+pub async fn run(
+    root: &Path,
     services: &[String],
     follow_on: bool,
     tail: Option<usize>,
     stderr: bool,
 ) -> Result<u8> {
-    let paths = Paths::new(&repo.root);
-    let state = State::read(&paths)?;
-    let stream = if stderr {
-        Stream::Stderr
-    } else {
-        Stream::Stdout
-    };
-    let sources = sources(&paths, state.as_ref(), services, &[stream])?;
+    let environment = Environment::open(root)?;
+    let state = environment.observe().await.state;
+    let stream = if stderr { "stderr" } else { "stdout" };
+    let sources = sources(root, state.as_ref(), services, &[stream])?;
     if sources.is_empty() {
-        outln!("no logs yet in {}", paths.logs().display());
+        outln!("no logs yet in {}", root.join(".devctl/logs").display());
         return Ok(0);
     }
     let printer = Printer::new(&sources);
     for source in &sources {
-        let lines = match tail {
-            Some(n) => tail_lines(&source.path, n),
-            None => std::fs::read_to_string(&source.path)
+        let lines = match (tail, std::fs::File::open(&source.path)) {
+            (Some(n), Ok(file)) => tail_of(file, n),
+            (None, Ok(_)) => std::fs::read_to_string(&source.path)
                 .map(|t| t.lines().map(str::to_owned).collect())
                 .unwrap_or_default(),
+            (_, Err(_)) => Vec::new(),
         };
         for line in lines {
             printer.line(&source.label, &line);

@@ -1,0 +1,171 @@
+//! One file a command. Each opens only what it needs: `status`, `logs`,
+//! `down` and `restart` find the repo root and read `.devctl/` through the
+//! engine's [`devctl::environment`]; they never parse `.devctl.yaml` or start
+//! a plugin, so a running environment can be inspected and stopped while the
+//! config is broken or a plugin is missing.
+
+mod down;
+mod logs;
+mod plan;
+mod plugin_command;
+mod plugins;
+mod restart;
+mod status;
+mod stream;
+mod supervise;
+mod up;
+
+use std::path::PathBuf;
+
+use devctl::repository::{locate_root, RepoError, Repository, Settings};
+
+use crate::cli::{Cli, Command, Global, PluginsCommand};
+
+/// A mistake in how devctl was called (exit status 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// Whether an error is the caller's (exit 2) rather than a failure (exit 1).
+pub fn is_usage(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Usage>().is_some()
+        || err
+            .downcast_ref::<RepoError>()
+            .is_some_and(RepoError::is_usage)
+        || err.downcast_ref::<devctl::config::ConfigError>().is_some()
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let global = cli.global;
+    match cli.command {
+        // These stop what they started on SIGINT/SIGTERM themselves, in order.
+        Command::Up(args) => up::run(&global, &args).await,
+        Command::Supervise(args) => supervise::run(&global, &args).await,
+        Command::Stream(args) => stream::run(&open(&global)?, &args).await,
+        Command::Logs {
+            services,
+            follow,
+            tail,
+            stderr,
+        } => logs::run(&root(&global)?, &services, follow, tail, stderr).await,
+        // The rest are cut short by a signal (dropping them stops their plugins).
+        Command::Down { grace } => interruptible(down::run(&root(&global)?, grace)).await,
+        Command::Status { json } => interruptible(status::run(&root(&global)?, json)).await,
+        Command::Restart { service } => {
+            interruptible(restart::run(&root(&global)?, &service)).await
+        }
+        Command::Plan(args) => interruptible(plan::run(&open(&global)?, &args)).await,
+        Command::Plugins(PluginsCommand::List { json }) => {
+            interruptible(plugins::list(&open(&global)?, json)).await
+        }
+        Command::Plugins(PluginsCommand::Disable { id }) => {
+            plugins::set_enabled(&open(&global)?, &id, false)
+        }
+        Command::Plugins(PluginsCommand::Enable { id }) => {
+            plugins::set_enabled(&open(&global)?, &id, true)
+        }
+        Command::Plugins(PluginsCommand::Check { id, timeout_scale }) => {
+            plugins::check(&open(&global)?, id.as_deref(), timeout_scale)
+        }
+        Command::Commands { json } => {
+            interruptible(plugin_command::list(&open(&global)?, json)).await
+        }
+        Command::External(words) => {
+            let Some((name, argv)) = words.split_first() else {
+                return Err(Usage("no command given; see `devctl --help`".into()).into());
+            };
+            interruptible(plugin_command::run(&open(&global)?, name, argv)).await
+        }
+    }
+}
+
+/// The settings that shape a [`Repository`].
+pub fn settings(global: &Global) -> Settings {
+    Settings {
+        repo_root: global.repo_root.clone(),
+        config: global.config.clone(),
+        strict: global.strict,
+        dry_run: global.dry_run,
+        timeout: global.timeout,
+    }
+}
+
+/// The repo with its config loaded (plugins resolved, nothing started).
+pub fn open(global: &Global) -> anyhow::Result<Repository> {
+    let repo = Repository::open(&settings(global))?;
+    for warning in &repo.config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(repo)
+}
+
+/// Only the repo root (no config read).
+pub fn root(global: &Global) -> anyhow::Result<PathBuf> {
+    Ok(locate_root(global.repo_root.as_deref())?)
+}
+
+/// How to call devctl for this repo from the current directory: with
+/// `--repo-root` when the cwd would not find it by itself.
+pub fn devctl_for(root: &std::path::Path) -> String {
+    match locate_root(None) {
+        Ok(found) if found == root => "devctl".to_owned(),
+        _ => format!(
+            "devctl --repo-root {}",
+            shell_word(&root.display().to_string())
+        ),
+    }
+}
+
+fn shell_word(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// Runs `work` until it ends or the user interrupts (SIGINT/SIGTERM/SIGHUP).
+/// On an interrupt the work is dropped, which kills every plugin group it
+/// started, and the exit status says which signal it was.
+async fn interruptible(
+    work: impl std::future::Future<Output = anyhow::Result<u8>>,
+) -> anyhow::Result<u8> {
+    let Ok(mut signals) = Interrupts::listen() else {
+        return work.await;
+    };
+    tokio::select! {
+        result = work => result,
+        code = signals.next() => Ok(code),
+    }
+}
+
+/// SIGINT, SIGTERM and SIGHUP, as the exit status each one means
+/// (128 + the signal number).
+pub struct Interrupts {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    pub fn listen() -> std::io::Result<Interrupts> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Interrupts {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves at the next one, with its exit status (130, 143, 129).
+    pub async fn next(&mut self) -> u8 {
+        tokio::select! {
+            _ = self.interrupt.recv() => 130,
+            _ = self.terminate.recv() => 143,
+            _ = self.hangup.recv() => 129,
+        }
+    }
+}

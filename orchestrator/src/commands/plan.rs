@@ -1,0 +1,56 @@
+//! `devctl plan`: runs the pipeline without side effects (build and prepare
+//! with `dry_run`) and shows the plan; `--explain` says who set what.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use devctl::pipeline::{self, PipelineOptions};
+use devctl::render::{plan_text, redact_plan};
+use devctl::repository::{close_all, Repository};
+
+use super::Usage;
+use crate::cli::PlanArgs;
+
+/// `devctl plan`: exit 0 when the plan is valid, 1 when it is not.
+pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
+    let without: BTreeSet<String> = args.without.iter().cloned().collect();
+    for id in &without {
+        if !repo.config.plugins.iter().any(|p| &p.id == id) {
+            return Err(Usage(format!(
+                "--without {id}: no such plugin (configured: {})",
+                repo.config
+                    .plugins
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .into());
+        }
+    }
+    // Plugins left out are not even started: their transforms do not exist.
+    let clients = repo.start_all(&without, true).await?;
+    let outcome = pipeline::run(&clients, &PipelineOptions::default(), repo.timeout).await;
+    close_all(clients).await;
+    let outcome = outcome?;
+    for message in &outcome.messages {
+        eprintln!(
+            "[{}] {} ({}): {}",
+            message.plugin, message.level, message.op, message.text
+        );
+    }
+    let mut plan = outcome.plan(&without, repo.strictness)?;
+    if !args.show_secrets {
+        redact_plan(&mut plan);
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        out!("{}", plan_text(&plan, args.explain, true));
+    }
+    Ok(if plan.valid && plan.failed_steps().is_empty() {
+        0
+    } else {
+        1
+    })
+}

@@ -1,0 +1,166 @@
+//! `devctl status [--json]`: what is running, never starting a plugin.
+
+use std::path::Path;
+
+use devctl::environment::{Environment, Observed};
+use devctl::state::{now_ms, ServiceState, ServiceStatus};
+use serde_json::{json, Value};
+
+pub async fn run(root: &Path, json_out: bool) -> anyhow::Result<u8> {
+    let environment = Environment::open(root)?;
+    let observed = environment.observe().await;
+    let logs = root.join(".devctl/logs");
+    if json_out {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&as_json(&observed, &logs))?
+        );
+        return Ok(0);
+    }
+    if let Some(reason) = &observed.damaged {
+        eprintln!("warning: {reason}");
+    }
+    let Some(state) = &observed.state else {
+        if let Some(pid) = observed.supervisor {
+            outln!("supervisor pid {pid} is running, but its state is unknown (it did not answer)");
+        } else if observed.orphans.is_empty() {
+            outln!("nothing is running in {}", root.display());
+        }
+        show_orphans(&observed, root)?;
+        return Ok(0);
+    };
+    outln!(
+        "supervisor pid {} ({}), {}, plan generation {}",
+        state.supervisor_pid,
+        if observed.supervisor.is_some() {
+            "running"
+        } else {
+            "gone"
+        },
+        state.phase_name(),
+        state.generation
+    );
+    if let Some(error) = &state.error {
+        outln!("last error: {error}");
+    }
+    if let Some(line) = &state.last_rebuild {
+        outln!("last re-plan: {line}");
+    }
+    let now = now_ms();
+    for service in &state.services {
+        outln!(
+            "{}",
+            service_line(service, now, observed.supervisor.is_some())
+        );
+        let mut details = Vec::new();
+        if let Some(endpoint) = &service.endpoint {
+            details.push(endpoint.clone());
+        }
+        details.push(format!(
+            "logs {}",
+            logs.join(format!("{}.stdout.log", service.name)).display()
+        ));
+        outln!("    {}", details.join("  "));
+    }
+    show_orphans(&observed, root)?;
+    Ok(0)
+}
+
+fn show_orphans(observed: &Observed, root: &Path) -> anyhow::Result<()> {
+    if observed.orphans.is_empty() {
+        return Ok(());
+    }
+    outln!(
+        "still running without a supervisor (stop them with `{} down`):",
+        super::devctl_for(root)
+    );
+    for orphan in &observed.orphans {
+        outln!(
+            "  {} pid {}: {}",
+            orphan.service,
+            orphan.process.pid,
+            orphan.command
+        );
+    }
+    Ok(())
+}
+
+fn service_line(service: &ServiceState, now: u64, supervised: bool) -> String {
+    let alive = service.alive();
+    let status = match service.status {
+        ServiceStatus::Restarting => {
+            let next = service
+                .next_restart_at_ms
+                .map(|at| format!(", next in {}", human(at.saturating_sub(now))))
+                .unwrap_or_default();
+            format!("restarting ({}{next})", service.restarts)
+        }
+        ServiceStatus::Ready if !alive => "gone".to_owned(),
+        ServiceStatus::Ready if !supervised => "unsupervised".to_owned(),
+        other => other.name().to_owned(),
+    };
+    let uptime = match (alive, service.started_at_ms) {
+        (true, Some(at)) => format!("up {}", human(now.saturating_sub(at))),
+        _ => "down".to_owned(),
+    };
+    let exit = service
+        .exit
+        .map(|e| format!(", last exit: {e}"))
+        .unwrap_or_default();
+    format!(
+        "{:<14} {:<22} pid {:<8} {uptime}, {} restart(s){exit}",
+        service.name,
+        status,
+        service.pid.map_or("-".to_owned(), |p| p.to_string()),
+        service.restarts,
+    )
+}
+
+fn as_json(observed: &Observed, logs: &Path) -> Value {
+    let now = now_ms();
+    let services: Vec<Value> = observed
+        .state
+        .iter()
+        .flat_map(|s| &s.services)
+        .map(|s| {
+            let alive = s.alive();
+            json!({
+                "name": s.name,
+                "status": s.status,
+                "alive": alive,
+                "ready": alive && s.status == ServiceStatus::Ready,
+                "pid": s.pid,
+                "uptime_ms": if alive { s.started_at_ms.map(|at| now.saturating_sub(at)) } else { None },
+                "restarts": s.restarts,
+                "next_restart_in_ms": s.next_restart_at_ms.map(|at| at.saturating_sub(now)),
+                "exit": s.exit,
+                "endpoint": s.endpoint,
+                "stdout_log": logs.join(format!("{}.stdout.log", s.name)),
+                "stderr_log": logs.join(format!("{}.stderr.log", s.name)),
+            })
+        })
+        .collect();
+    let state = observed.state.as_ref();
+    json!({
+        "running": observed.supervisor.is_some(),
+        "phase": state.map(|s| s.phase),
+        "supervisor_pid": observed.supervisor.or(state.map(|s| s.supervisor_pid)),
+        "generation": state.map(|s| s.generation),
+        "error": state.and_then(|s| s.error.clone()),
+        "last_rebuild": state.and_then(|s| s.last_rebuild.clone()),
+        "state_damaged": observed.damaged,
+        "unsupervised": observed.orphans.iter().map(|o| json!({
+            "service": o.service, "pid": o.process.pid, "command": o.command,
+        })).collect::<Vec<_>>(),
+        "services": services,
+    })
+}
+
+fn human(ms: u64) -> String {
+    match ms / 1000 {
+        0 => format!("{ms}ms"),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}

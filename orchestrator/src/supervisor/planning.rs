@@ -1,0 +1,113 @@
+//! From plugins to services: start the plugins, run the pipeline, turn the
+//! plan into the services to run (or say why not: a failed step, an invalid
+//! plan, a plugin error). Used at start-up and by `up --watch` re-plans.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use devctl_sdk::host::StderrSink;
+
+use super::core::{EventSink, Failure, Planned, Planner};
+use crate::events::UpEvent;
+use crate::pipeline::{self, PipelineOptions};
+use crate::repository::{close_all, Repository, Settings};
+
+/// Runs the pipeline over the repo's plugins and returns the services.
+pub async fn plan(
+    repo: &Repository,
+    options: &PipelineOptions,
+    events: &EventSink,
+) -> Result<Planned, Failure> {
+    events(UpEvent::Phase {
+        name: "plugins".into(),
+    });
+    let clients = repo.start_all(&BTreeSet::new(), false).await?;
+    let watch: Vec<String> = clients
+        .iter()
+        .filter_map(|c| c.handshake().declares.as_ref())
+        .flat_map(|d| d.watch.iter().cloned())
+        .collect();
+    let phase = |name: &str| events(UpEvent::Phase { name: name.into() });
+    let outcome = pipeline::run_with(&clients, options, repo.timeout, &phase).await;
+    close_all(clients).await;
+    let outcome = outcome.map_err(|err| Failure::new(err.to_string()))?;
+    for message in &outcome.messages {
+        events(UpEvent::PluginMessage {
+            plugin: message.plugin.clone(),
+            level: message.level.clone(),
+            text: message.text.clone(),
+        });
+    }
+    let plan = outcome
+        .plan(&BTreeSet::new(), repo.strictness)
+        .map_err(|err| Failure::new(err.to_string()))?;
+    for collision in &plan.collisions {
+        events(UpEvent::PluginMessage {
+            plugin: collision.second.clone(),
+            level: "warn".into(),
+            text: collision.to_string(),
+        });
+    }
+    if let Some((phase, step)) = plan.failed_steps().first() {
+        return Err(Failure::new(format!(
+            "{phase} step {:?} of plugin {} failed; nothing was started",
+            step.step.name, step.plugin
+        )));
+    }
+    if !options.skip_validate && !plan.valid {
+        for issue in &plan.errors {
+            events(UpEvent::Invalid {
+                plugin: issue.plugin.clone(),
+                code: issue.issue.code.clone(),
+                message: issue.issue.message.clone(),
+                fix: issue
+                    .issue
+                    .details
+                    .as_ref()
+                    .and_then(|d| d.get("fix"))
+                    .and_then(|f| f.as_str())
+                    .map(str::to_owned),
+            });
+        }
+        let first = plan
+            .errors
+            .first()
+            .map(|e| format!(" ({}: {})", e.issue.code, e.issue.message))
+            .unwrap_or_default();
+        return Err(Failure::new(format!(
+            "validation failed{first}; nothing was started (fix the errors above, or pass --skip-validate)"
+        )));
+    }
+    Ok(Planned {
+        services: plan.services.into_iter().map(|s| s.spec).collect(),
+        watch,
+    })
+}
+
+/// Re-plans for `up --watch`: reopens `.devctl.yaml` (it may have changed),
+/// skips build and prepare, and tells `validate.run` what is running.
+pub struct PipelinePlanner {
+    pub settings: Settings,
+    pub stderr: StderrSink,
+    pub events: EventSink,
+}
+
+impl Planner for PipelinePlanner {
+    fn plan(
+        &self,
+        running: Vec<String>,
+    ) -> Pin<Box<dyn Future<Output = Result<Planned, Failure>> + Send + '_>> {
+        Box::pin(async move {
+            let mut repo = Repository::open(&self.settings)?;
+            repo.stderr = self.stderr.clone();
+            let options = PipelineOptions {
+                skip_build: true,
+                skip_prepare: true,
+                running,
+                ..PipelineOptions::default()
+            };
+            plan(&repo, &options, &self.events).await
+        })
+    }
+}
