@@ -243,7 +243,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !(seconds.is_finite() && seconds > 0.0) {
         return Err(format!("{text:?} must be more than zero"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| *d <= Duration::from_secs(7 * 24 * 3600))
+        .ok_or_else(|| format!("{text:?} is out of range: give 1ms to 7 days"))
 }
 
 #[cfg(test)]

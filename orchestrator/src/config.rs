@@ -68,6 +68,9 @@ pub enum ConfigError {
         located: YamlError,
         fix: &'static str,
     },
+    /// `.devctl/` itself is unsafe to use (a link, another user's…).
+    #[error(transparent)]
+    Unsafe(#[from] devctl_support::fs::FsError),
     #[error("{}: {key}: {message}\n  fix: {fix}", path.display())]
     Invalid {
         path: PathBuf,
@@ -299,11 +302,7 @@ impl Overlay {
     pub fn load(repo_root: &Path) -> Result<Overlay, ConfigError> {
         let path = Overlay::path(repo_root);
         let read = StateDir::open(repo_root)
-            .and_then(|dir| dir.map(|dir| dir.read_small(OVERLAY)).transpose())
-            .map_err(|error| ConfigError::Read {
-                path: path.clone(),
-                error: std::io::Error::other(error),
-            })?;
+            .and_then(|dir| dir.map(|dir| dir.read_small(OVERLAY)).transpose())?;
         let Some(bytes) = read.flatten() else {
             return Ok(Overlay::default());
         };

@@ -48,6 +48,8 @@ pub fn run_id() -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Marked {
     pub process: ProcessId,
+    /// Its process group now.
+    pub group: i32,
     pub service: String,
     pub run: String,
     /// Its command line, for reports.
@@ -79,8 +81,12 @@ pub fn marked(pid: u32, root: &Path) -> Option<Marked> {
         return None;
     }
     // The process may have ended while we read it: confirm it is the same.
+    let group = nix::unistd::getpgid(Some(Pid::from_raw(i32::try_from(pid).ok()?)))
+        .ok()?
+        .as_raw();
     is_alive(process).then(|| Marked {
         process,
+        group,
         service: service.unwrap_or_default(),
         run: run.unwrap_or_default(),
         command: command_of(pid),

@@ -122,6 +122,12 @@ impl TestRepo {
 
     /// Runs `devctl <args>` in the repo, with the workspace's binaries on PATH.
     pub fn devctl(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("devctl runs")
+    }
+
+    /// `devctl <args>` in the repo, with the workspace's binaries on PATH,
+    /// to adjust (environment, stdio) before running it.
+    pub fn command(&self, args: &[&str]) -> Command {
         let devctl = built("devctl", "--bin", "devctl");
         built("moments-dev", "--bin", "moments-dev");
         let path = format!(
@@ -129,12 +135,9 @@ impl TestRepo {
             devctl.parent().expect("bin dir").display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        Command::new(devctl)
-            .current_dir(&self.root)
-            .env("PATH", path)
-            .args(args)
-            .output()
-            .expect("devctl runs")
+        let mut command = Command::new(devctl);
+        command.current_dir(&self.root).env("PATH", path).args(args);
+        command
     }
 
     /// `devctl status --json`, parsed.

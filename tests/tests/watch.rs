@@ -307,7 +307,11 @@ fn a_foreground_up_watch_reports_each_rebuild_and_stops_on_ctrl_c() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "Ctrl-C: 128 + SIGINT");
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(130),
+        "Ctrl-C: 128 + SIGINT"
+    );
     let left = repo.wait_for_nothing_left(Duration::from_secs(3));
     assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -714,6 +714,16 @@ impl Core {
             }
             while let Some(Ok((name, outcome))) = stops.join_next().await {
                 let grace = self.grace;
+                let group = self.state.service(&name).and_then(|s| s.pgid);
+                for escaped in marked
+                    .iter()
+                    .filter(|m| m.service == name && m.run == self.run && Some(m.group) != group)
+                {
+                    lines.push(format!(
+                        "stopped {name}'s escaped process {} ({})",
+                        escaped.process.pid, escaped.command
+                    ));
+                }
                 let svc = self.service_state(&name);
                 lines.extend(describe_stop(&name, svc.pid.unwrap_or(0), outcome, grace));
                 if !matches!(svc.status, ServiceStatus::Failed | ServiceStatus::Exited) {
