@@ -18,7 +18,7 @@ use devctl_sdk::host::is_alive;
 use devctl_support::fs::FsError;
 
 use crate::control::{self, ControlError, Reply, Request};
-use crate::procs::{describe_stop, marked_processes, stop, Marked, Stopped, Targets};
+use crate::procs::{describe_stop, marked_processes, stop_all, Marked, Stopped, Targets};
 use crate::state::{Phase, State};
 use crate::statedir::{StateDir, StateRead};
 
@@ -195,12 +195,12 @@ impl Environment {
                 }
             }
         }
-        let mut stops = tokio::task::JoinSet::new();
-        for (name, (targets, pid)) in by_service {
-            stops.spawn(async move { (name, pid, stop(&targets, grace).await) });
-        }
+        let (names, sets): (Vec<(String, u32)>, Vec<Targets>) = by_service
+            .into_iter()
+            .map(|(name, (targets, pid))| ((name, pid), targets))
+            .unzip();
         let mut lines = Vec::new();
-        while let Some(Ok((name, pid, outcome))) = stops.join_next().await {
+        for ((name, pid), outcome) in names.into_iter().zip(stop_all(&sets, grace).await) {
             report.resisted |= outcome == Stopped::Resisted;
             let name = if name.is_empty() {
                 "a service".to_owned()

@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devctl_sdk::host::{group_members, is_alive, process_id, ProcessId};
+use devctl_sdk::host::{is_alive, process_id, ProcessId};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
@@ -139,26 +139,65 @@ impl Targets {
         self.groups.is_empty() && self.processes.is_empty()
     }
 
-    fn anything_alive(&self) -> bool {
-        self.groups.iter().any(|g| !group_members(*g).is_empty())
-            || self.processes.iter().any(|p| is_alive(*p))
+    fn alive_in(&self, table: &Table) -> bool {
+        self.groups.iter().any(|g| table.group_alive(*g))
+            || self.processes.iter().any(|p| table.alive(*p))
     }
 
-    fn signal(&self, signal: Signal) {
+    fn signal(&self, table: &Table, signal: Signal) {
         for group in &self.groups {
             // Only a group that still has members: an empty group's id may
             // be handed out again.
-            if !group_members(*group).is_empty() {
+            if table.group_alive(*group) {
                 let _ = killpg(Pid::from_raw(*group), signal);
             }
         }
         for process in &self.processes {
-            if is_alive(*process) {
+            if table.alive(*process) {
                 if let Ok(pid) = i32::try_from(process.pid) {
                     let _ = kill(Pid::from_raw(pid), signal);
                 }
             }
         }
+    }
+}
+
+/// One read of the live processes (pid, group, start time): a stop of
+/// many services checks them all against one snapshot per round instead of
+/// reading /proc once per service.
+struct Table(Vec<(u32, i32, u64)>);
+
+impl Table {
+    fn take() -> Table {
+        Table(
+            all_pids()
+                .into_iter()
+                .filter_map(|pid| {
+                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+                    let fields: Vec<&str> =
+                        stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+                    let state = fields.first()?.chars().next()?;
+                    if state == 'Z' || state == 'X' {
+                        return None;
+                    }
+                    Some((
+                        pid,
+                        fields.get(2)?.parse().ok()?,
+                        fields.get(19)?.parse().ok()?,
+                    ))
+                })
+                .collect(),
+        )
+    }
+
+    fn group_alive(&self, group: i32) -> bool {
+        self.0.iter().any(|(_, g, _)| *g == group)
+    }
+
+    fn alive(&self, process: ProcessId) -> bool {
+        self.0
+            .iter()
+            .any(|(pid, _, start)| *pid == process.pid && *start == process.start_time)
     }
 }
 
@@ -177,30 +216,58 @@ pub enum Stopped {
 
 /// SIGTERM, wait until all is gone, SIGKILL after `grace`, wait again.
 pub async fn stop(targets: &Targets, grace: Duration) -> Stopped {
-    if !targets.anything_alive() {
-        return Stopped::AlreadyGone;
-    }
-    targets.signal(Signal::SIGTERM);
-    if wait_gone(targets, grace).await {
-        return Stopped::Terminated;
-    }
-    targets.signal(Signal::SIGKILL);
-    if wait_gone(targets, Duration::from_secs(2)).await {
-        Stopped::Killed
-    } else {
-        Stopped::Resisted
-    }
+    stop_all(std::slice::from_ref(targets), grace)
+        .await
+        .first()
+        .copied()
+        .unwrap_or(Stopped::AlreadyGone)
 }
 
-async fn wait_gone(targets: &Targets, limit: Duration) -> bool {
+/// [`stop`] for several sets at once (in parallel, one clock); the outcome
+/// of each, in order.
+pub async fn stop_all(sets: &[Targets], grace: Duration) -> Vec<Stopped> {
+    let table = Table::take();
+    let mut outcome: Vec<Option<Stopped>> = sets
+        .iter()
+        .map(|t| (!t.alive_in(&table)).then_some(Stopped::AlreadyGone))
+        .collect();
+    for (set, done) in sets.iter().zip(&outcome) {
+        if done.is_none() {
+            set.signal(&table, Signal::SIGTERM);
+        }
+    }
+    wait_gone(sets, &mut outcome, grace, Stopped::Terminated).await;
+    let table = Table::take();
+    for (set, done) in sets.iter().zip(&outcome) {
+        if done.is_none() {
+            set.signal(&table, Signal::SIGKILL);
+        }
+    }
+    wait_gone(sets, &mut outcome, Duration::from_secs(2), Stopped::Killed).await;
+    outcome
+        .into_iter()
+        .map(|o| o.unwrap_or(Stopped::Resisted))
+        .collect()
+}
+
+/// Marks each set that is gone (within `limit`) with `gone`.
+async fn wait_gone(
+    sets: &[Targets],
+    outcome: &mut [Option<Stopped>],
+    limit: Duration,
+    gone: Stopped,
+) {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(500);
     loop {
-        if !targets.anything_alive() {
-            return true;
+        let table = Table::take();
+        for (set, done) in sets.iter().zip(outcome.iter_mut()) {
+            if done.is_none() && !set.alive_in(&table) {
+                *done = Some(gone);
+            }
         }
-        if Instant::now() >= deadline {
-            return false;
+        if outcome.iter().all(Option::is_some) || Instant::now() >= deadline {
+            return;
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(20));

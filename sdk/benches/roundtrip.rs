@@ -114,6 +114,11 @@ async fn measure(spec: &PluginSpec, sequential: usize, pipelined: usize, events:
         }
     }
     assert_eq!(seen + stream.dropped(), events);
+    assert_eq!(
+        stream.dropped(),
+        0,
+        "bench aborted: the host dropped stream events"
+    );
     let events_per_s = seen as f64 / started.elapsed().as_secs_f64();
     drop(stream);
 
@@ -204,6 +209,7 @@ fn main() -> ExitCode {
         );
         println!("{:<34} {:>11.2} us", "unsupported-op rejection", reject_us);
         let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        println!("samples: 5000 sequential round trips, 300000 pipelined requests, 2000000 events, 100000 rejections (SDK)");
         println!(
             "targets: >=100k req/s {}; >=20x Python {}; >=500k events/s {}; rejection <10us {}",
             verdict(rust.pipelined_per_s >= 100_000.0),

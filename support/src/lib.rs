@@ -5,8 +5,10 @@
 //!   symlink and are created 0600 whatever the umask; atomic file writes.
 //! - [`http`]: `GET` for readiness and health checks (reqwest, http and
 //!   https, the answer read whole, no proxy).
-//! - [`yaml`]: a YAML error's `file:line:column: message`.
+//! - [`yaml`]: a YAML error's `file:line:column: message`;
+//! - [`measure`]: bench statistics that refuse a sample not measured.
 
 pub mod fs;
 pub mod http;
+pub mod measure;
 pub mod yaml;

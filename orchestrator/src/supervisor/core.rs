@@ -28,7 +28,7 @@ use super::graph::{Backoff, Graph};
 use super::spawn::{log_name, service_cwd, spawn, Launch};
 use crate::control::{Reply, Request};
 use crate::events::UpEvent;
-use crate::procs::{describe_stop, marked_processes, stop, Marked, Stopped, Targets};
+use crate::procs::{describe_stop, marked_processes, stop, stop_all, Marked, Stopped, Targets};
 use crate::state::{now_ms, tail_of, Exit, Phase, ServiceState, ServiceStatus, State};
 use crate::statedir::StateDir;
 
@@ -705,27 +705,25 @@ impl Core {
         let marked = marked_processes(self.dir.root());
         let all: BTreeSet<String> = self.graph.order().iter().cloned().collect();
         for wave in self.graph.stop_waves(&all) {
-            let mut stops = tokio::task::JoinSet::new();
-            for name in wave {
-                self.retire(&name);
-                let targets = self.targets(&name, &marked);
-                let grace = self.grace;
-                stops.spawn(async move { (name, stop(&targets, grace).await) });
+            for name in &wave {
+                self.retire(name);
             }
-            while let Some(Ok((name, outcome))) = stops.join_next().await {
+            let sets: Vec<Targets> = wave.iter().map(|n| self.targets(n, &marked)).collect();
+            let outcomes = stop_all(&sets, self.grace).await;
+            for (name, outcome) in wave.iter().zip(outcomes) {
                 let grace = self.grace;
-                let group = self.state.service(&name).and_then(|s| s.pgid);
+                let group = self.state.service(name).and_then(|s| s.pgid);
                 for escaped in marked
                     .iter()
-                    .filter(|m| m.service == name && m.run == self.run && Some(m.group) != group)
+                    .filter(|m| &m.service == name && m.run == self.run && Some(m.group) != group)
                 {
                     lines.push(format!(
                         "stopped {name}'s escaped process {} ({})",
                         escaped.process.pid, escaped.command
                     ));
                 }
-                let svc = self.service_state(&name);
-                lines.extend(describe_stop(&name, svc.pid.unwrap_or(0), outcome, grace));
+                let svc = self.service_state(name);
+                lines.extend(describe_stop(name, svc.pid.unwrap_or(0), outcome, grace));
                 if !matches!(svc.status, ServiceStatus::Failed | ServiceStatus::Exited) {
                     svc.status = ServiceStatus::Stopped;
                 }
