@@ -102,6 +102,9 @@ async fn sequential_discovery(root: &Path, specs: &[(String, Vec<String>)]) -> D
 }
 
 fn main() {
+    // The real interpreter, not a version manager's shim: what is measured
+    // is devctl, in both devctl and the baseline.
+    std::env::set_var("PATH", e2e::search_path());
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fixture.py");

@@ -1,16 +1,23 @@
 //! Command-line surface of `devctl`. Parsing only.
+//!
+//! The Go devctl's command forms are accepted as aliases (`logs --service`,
+//! `stream start`, `status --tail-lines`, flags after a plugin command's
+//! name); see the README's "Coming from the Go devctl".
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  the pipeline failed (an op error, a failed step, invalid config, a strict collision)
-  2  usage error, bad .devctl.yaml, unknown command
-  N  a plugin command's own exit code";
+  0    success
+  1    the pipeline failed (an op error, a failed step, an invalid plan, a strict
+       collision), a service failed to start, `down` found a process that survived
+       SIGKILL, or `restart` failed
+  2    usage error (bad flags, unknown command), bad or missing .devctl.yaml
+  N    a plugin command's own exit code
+  129  SIGHUP, 130 SIGINT (Ctrl-C), 143 SIGTERM (a foreground `up` stops everything first)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,34 +26,72 @@ Exit codes:
     about = "Run a repo's dev environment from protocol-v2 plugins.",
     long_about = "Run a repo's dev environment from protocol-v2 plugins listed in .devctl.yaml \
 (and plugins/devctl-<id> executables). Besides the built-in commands below, every command a \
-plugin declares in its handshake is available as `devctl <command> [args…]`.",
+plugin declares in its handshake is available as `devctl <command> [args…]`; `devctl commands` \
+lists them and `devctl help <command>` shows one's help.",
     after_help = EXIT_CODES,
-    allow_external_subcommands = true
+    allow_external_subcommands = true,
+    disable_help_subcommand = true
 )]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
+    #[command(flatten)]
+    pub pipeline: PipelineFlags,
     #[command(subcommand)]
     pub command: Command,
 }
 
-#[derive(Debug, Args, Clone)]
+/// Where the repo is: every command takes these.
+#[derive(Debug, Args, Clone, Default)]
 pub struct Global {
     /// Repo root (default: the nearest ancestor with a .devctl.yaml, else the cwd).
     #[arg(long, global = true, value_name = "DIR")]
     pub repo_root: Option<PathBuf>,
-    /// Config file (default: <root>/.devctl.yaml).
+    /// Config file (default: <root>/.devctl.yaml; a relative path is under the repo root).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// How plugins are called: taken by the commands that start plugins
+/// (before or after the command's name).
+#[derive(Debug, Args, Clone, Default)]
+pub struct PipelineFlags {
     /// Treat step and service name collisions between plugins as errors.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub strict: bool,
     /// Send dry_run to every plugin: nothing may be changed.
-    #[arg(long, global = true)]
+    #[arg(long)]
     pub dry_run: bool,
-    /// Timeout of each plugin call: 30s, 500ms, 2m, or seconds.
-    #[arg(long, global = true, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Timeout of each plugin call: 30s, 500ms, 2m, or seconds [default: 30s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+}
+
+impl PipelineFlags {
+    /// These flags, given either before or after the command's name.
+    pub fn or(&self, outer: &PipelineFlags) -> PipelineFlags {
+        PipelineFlags {
+            strict: self.strict || outer.strict,
+            dry_run: self.dry_run || outer.dry_run,
+            timeout: self.timeout.or(outer.timeout),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout.unwrap_or(Duration::from_secs(30))
+    }
+}
+
+/// Output formats of the commands that print a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    /// Readable text.
+    #[default]
+    Text,
+    /// This devctl's JSON.
+    Json,
+    /// The JSON the Go devctl prints (same keys and nesting).
+    Go,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,21 +106,12 @@ pub enum Command {
         grace: Duration,
     },
     /// Show the services' logs, merged with prefixes.
-    Logs {
-        /// Only these services (default: all).
-        services: Vec<String>,
-        /// Keep printing new lines (Ctrl-C stops).
-        #[arg(short, long)]
-        follow: bool,
-        /// Only the last N lines of each service.
-        #[arg(long, value_name = "N")]
-        tail: Option<usize>,
-        /// Show stderr instead of stdout.
-        #[arg(long)]
-        stderr: bool,
+    Logs(LogsArgs),
+    /// Restart one service and whatever depends on it, leaving the others alone.
+    Restart {
+        /// The service (see `devctl status`).
+        service: String,
     },
-    /// Restart one service (and whatever depends on it), leaving the others alone.
-    Restart { service: String },
     /// (internal) The background supervisor `up` starts.
     #[command(name = "__supervise", hide = true)]
     Supervise(UpArgs),
@@ -86,15 +122,26 @@ pub enum Command {
     Plugins(PluginsCommand),
     /// List the commands plugins provide.
     Commands {
+        /// Print them as JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        pipeline: PipelineFlags,
     },
     /// Start a stream op and print its events until it ends (Ctrl-C stops it).
     Stream(StreamArgs),
-    /// Show what is running.
-    Status {
-        #[arg(long)]
-        json: bool,
+    /// Show what is running (never starts a plugin).
+    Status(StatusArgs),
+    /// Print the shell completion script (plugin commands included when the
+    /// plugins answer): `source <(devctl completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Show the help of a built-in or plugin command.
+    Help {
+        /// The command (none: devctl's own help).
+        command: Option<String>,
     },
     /// A command provided by a plugin.
     #[command(external_subcommand)]
@@ -106,18 +153,20 @@ pub struct UpArgs {
     /// Return once every service is ready; the supervisor keeps running.
     #[arg(short, long)]
     pub detach: bool,
+    /// Do not run build.run.
     #[arg(long)]
     pub skip_build: bool,
+    /// Do not run prepare.run.
     #[arg(long)]
     pub skip_prepare: bool,
     /// Start even when validation fails.
     #[arg(long)]
     pub skip_validate: bool,
-    /// Only this build step (repeatable).
-    #[arg(long, value_name = "NAME")]
+    /// Only this build step (repeatable, or comma-separated).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub build_step: Vec<String>,
-    /// Only this prepare step (repeatable).
-    #[arg(long, value_name = "NAME")]
+    /// Only this prepare step (repeatable, or comma-separated).
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
     pub prepare_step: Vec<String>,
     /// Stop whatever is already running here first.
     #[arg(long)]
@@ -129,6 +178,8 @@ pub struct UpArgs {
     /// re-plan and restart only what changed.
     #[arg(long)]
     pub watch: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineFlags,
 }
 
 impl UpArgs {
@@ -174,8 +225,12 @@ impl UpArgs {
 
 #[derive(Debug, Args, Default)]
 pub struct PlanArgs {
+    /// Print the plan as JSON (same as `--format json`).
     #[arg(long)]
     pub json: bool,
+    /// How to print the plan (`go`: the Go devctl's {config, plan}).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
     /// Show which plugin set each config key and service, and what it overrode.
     #[arg(long)]
     pub explain: bool,
@@ -185,19 +240,90 @@ pub struct PlanArgs {
     /// Print secret-looking values (tokens, passwords) instead of <redacted>.
     #[arg(long)]
     pub show_secrets: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineFlags,
+}
+
+impl PlanArgs {
+    pub fn format(&self) -> Format {
+        if self.json && self.format == Format::Text {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Only these services (default: all).
+    pub services: Vec<String>,
+    /// Only this service (the Go devctl's form; same as naming it).
+    #[arg(long, value_name = "SVC")]
+    pub service: Vec<String>,
+    /// Keep printing new lines (Ctrl-C stops).
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Only the last N lines of each service.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// Show stderr instead of stdout.
+    #[arg(long)]
+    pub stderr: bool,
+}
+
+impl LogsArgs {
+    pub fn services(&self) -> Vec<String> {
+        self.services.iter().chain(&self.service).cloned().collect()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the status as JSON (same as `--format json`).
+    #[arg(long)]
+    pub json: bool,
+    /// How to print the status (`go`: the Go devctl's {exists, services}).
+    #[arg(long, value_enum, default_value_t)]
+    pub format: Format,
+    /// How many stderr lines to show for services that exited.
+    #[arg(long, value_name = "N", default_value_t = 25)]
+    pub tail_lines: usize,
+}
+
+impl StatusArgs {
+    pub fn format(&self) -> Format {
+        if self.json && self.format == Format::Text {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// Start every plugin and show its handshake.
     List {
+        /// Print the list as JSON (same as `--format json`).
         #[arg(long)]
         json: bool,
+        /// How to print the list (`go`: the Go devctl's {plugins}).
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+        #[command(flatten)]
+        pipeline: PipelineFlags,
     },
     /// Switch a plugin off locally (recorded in .devctl/local.yaml, not committed).
-    Disable { id: String },
+    Disable {
+        /// The plugin's id (see `devctl plugins list`).
+        id: String,
+    },
     /// Switch a plugin back on.
-    Enable { id: String },
+    Enable {
+        /// The plugin's id (see `devctl plugins list`).
+        id: String,
+    },
     /// Run the conformance suite against the plugins (or one).
     Check {
         /// Only this plugin.
@@ -210,6 +336,9 @@ pub enum PluginsCommand {
 
 #[derive(Debug, Args)]
 pub struct StreamArgs {
+    /// `start` (the Go devctl's form) or nothing: both start the stream.
+    #[arg(value_parser = ["start"], hide = true)]
+    pub start: Option<String>,
     /// The stream op to start.
     #[arg(long)]
     pub op: String,
@@ -217,11 +346,19 @@ pub struct StreamArgs {
     #[arg(long, value_name = "ID")]
     pub plugin: Option<String>,
     /// The op's input, as JSON.
-    #[arg(long, value_name = "JSON", default_value = "{}")]
-    pub input_json: String,
+    #[arg(long, value_name = "JSON", conflicts_with = "input_file")]
+    pub input_json: Option<String>,
+    /// The op's input, from a JSON file.
+    #[arg(long, value_name = "FILE")]
+    pub input_file: Option<PathBuf>,
+    /// How long the plugin may take to answer with its stream id.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub start_timeout: Option<Duration>,
     /// Print each event as a JSON line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineFlags,
 }
 
 /// `30s`, `500ms`, `2m`, or a number of seconds.
@@ -262,5 +399,11 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5h").is_err());
+    }
+
+    #[test]
+    fn the_cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -23,8 +23,10 @@ use serde::Deserialize;
 
 use crate::statedir::{StateDir, OVERLAY};
 
-/// The default priority of plugins that do not set one.
-pub const DEFAULT_PRIORITY: i64 = 100;
+/// The priority of configured plugins that do not set one (the Go devctl's).
+pub const DEFAULT_PRIORITY: i64 = 0;
+/// The priority of auto-discovered `plugins/devctl-<id>` (the Go devctl's).
+pub const DISCOVERED_PRIORITY: i64 = 1000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strictness {
@@ -53,6 +55,46 @@ pub struct DevctlConfig {
     pub strictness: Strictness,
     pub plugins: Vec<PluginEntry>,
     pub warnings: Vec<String>,
+    /// Whether the config file exists (plugins may also be discovered).
+    pub found: bool,
+}
+
+/// No `.devctl.yaml` is anywhere near this big.
+const CONFIG_LIMIT: u64 = 4 << 20;
+
+/// The config file's text; `None` when there is none. Refuses at once what
+/// is not a regular file (a FIFO would hang the read, a device never end),
+/// and names the byte where the text stops being UTF-8.
+fn read_config(path: &Path) -> Result<Option<String>, ConfigError> {
+    use std::io::Read;
+    let read_error = |error| ConfigError::Read {
+        path: path.to_path_buf(),
+        error,
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(read_error(err)),
+    };
+    if !meta.is_file() {
+        return Err(ConfigError::NotAFile(path.to_path_buf()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(CONFIG_LIMIT + 1).read_to_end(&mut bytes))
+        .map_err(read_error)?;
+    if bytes.len() as u64 > CONFIG_LIMIT {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            limit: CONFIG_LIMIT,
+        });
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|err| ConfigError::NotUtf8 {
+            path: path.to_path_buf(),
+            offset: err.utf8_error().valid_up_to(),
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +110,12 @@ pub enum ConfigError {
         located: YamlError,
         fix: &'static str,
     },
+    #[error("{}: not a regular file\n  fix: point --config at a .devctl.yaml file", .0.display())]
+    NotAFile(PathBuf),
+    #[error("{}: larger than {limit} bytes; not a devctl config\n  fix: point --config at a .devctl.yaml file", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("{}: not UTF-8 text (invalid byte at offset {offset})\n  fix: save the file as UTF-8", path.display())]
+    NotUtf8 { path: PathBuf, offset: usize },
     /// `.devctl/` itself is unsafe to use (a link, another user's…).
     #[error(transparent)]
     Unsafe(#[from] devctl_support::fs::FsError),
@@ -130,12 +178,9 @@ impl DevctlConfig {
         path_var: Option<&str>,
     ) -> Result<DevctlConfig, ConfigError> {
         let mut config = DevctlConfig::default();
-        if path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-                path: path.to_path_buf(),
-                error,
-            })?;
+        if let Some(text) = read_config(path)? {
             config = parse(repo_root, path, &text, path_var)?;
+            config.found = true;
         }
         let configured: BTreeSet<String> = config.plugins.iter().map(|p| p.id.clone()).collect();
         for entry in discover(repo_root) {
@@ -180,27 +225,31 @@ fn parse(
         message,
         fix,
     };
+    // As the Go devctl: only `error` is strict; any other value means warn
+    // (said, when it is not `warn`, since it may have been meant as strict).
     let strictness = match raw.strictness.as_deref() {
-        None | Some("warn") => Strictness::Warn,
         Some("error") => Strictness::Error,
-        Some(other) => {
-            return Err(invalid(
-                "strictness".into(),
-                format!("unknown value {other:?}"),
-                "use `strictness: warn` or `strictness: error`".into(),
-            ))
-        }
+        _ => Strictness::Warn,
     };
-    let mut warnings: Vec<String> = raw
-        .other
-        .keys()
+    let strictness_warning = raw
+        .strictness
+        .as_deref()
+        .filter(|value| !matches!(*value, "warn" | "error"))
+        .map(|value| {
+            format!(
+                "{}: strictness {value:?} means warn (only `error` makes collisions fail, as in the Go devctl)",
+                path.display()
+            )
+        });
+    let mut warnings: Vec<String> = strictness_warning.into_iter().collect();
+    warnings.extend(raw.other.keys()
         .map(|key| {
             format!(
                 "{}: `{key}` is not used by this devctl (ignored)",
                 path.display()
             )
         })
-        .collect();
+        );
     let mut plugins = Vec::new();
     let mut seen = BTreeMap::new();
     for (index, plugin) in raw.plugins.into_iter().enumerate() {
@@ -240,6 +289,7 @@ fn parse(
             };
             invalid(at("path"), format!("{raw_path:?} does not exist"), fix)
         })?;
+        // An absolute workdir is kept; a relative one is under the root.
         let workdir = match plugin.workdir {
             Some(dir) => repo_root.join(dir),
             None => repo_root.to_path_buf(),
@@ -258,10 +308,15 @@ fn parse(
                 at(key)
             ));
         }
+        let args = plugin
+            .args
+            .into_iter()
+            .map(|arg| anchor_arg(&workdir, arg))
+            .collect();
         plugins.push(PluginEntry {
             id,
             program,
-            args: plugin.args,
+            args,
             priority: plugin.priority.unwrap_or(DEFAULT_PRIORITY),
             workdir,
             env: plugin.env,
@@ -273,6 +328,7 @@ fn parse(
         strictness,
         plugins,
         warnings,
+        found: true,
     })
 }
 
@@ -335,6 +391,27 @@ impl Overlay {
     }
 }
 
+/// A relative path among a plugin's arguments (`./plugins/x.py`) means a
+/// file under its workdir, as the Go devctl runs plugins there: it is made
+/// absolute, so the plugin still finds it when something (`plugins check`,
+/// the conformance suite) starts it from another directory. Flags and
+/// anything that is not an existing file are passed untouched.
+fn anchor_arg(workdir: &Path, arg: String) -> String {
+    if arg.is_empty() || arg.starts_with('-') || Path::new(&arg).is_absolute() {
+        return arg;
+    }
+    let candidate: PathBuf = workdir
+        .join(&arg)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    if candidate.exists() {
+        candidate.display().to_string()
+    } else {
+        arg
+    }
+}
+
 /// A path with a slash is relative to the repo root; a bare name is looked
 /// up on PATH.
 fn resolve_program(repo_root: &Path, path: &str, path_var: Option<&str>) -> Option<PathBuf> {
@@ -369,7 +446,7 @@ fn discover(repo_root: &Path) -> Vec<PluginEntry> {
                 id,
                 program: path,
                 args: Vec::new(),
-                priority: DEFAULT_PRIORITY,
+                priority: DISCOVERED_PRIORITY,
                 workdir: repo_root.to_path_buf(),
                 env: BTreeMap::new(),
                 enabled: true,

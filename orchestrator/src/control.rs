@@ -50,10 +50,10 @@ impl Reply {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    #[error("no supervisor listens on {socket}: {source}")]
+    #[error("no supervisor listens on {socket}: {error}")]
     Connect {
         socket: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("the process on the control socket belongs to user {uid}, not to you; refusing to talk to it")]
     ForeignPeer { uid: u32 },
@@ -76,9 +76,9 @@ pub async fn send(
         let stream =
             UnixStream::connect(&socket)
                 .await
-                .map_err(|source| ControlError::Connect {
+                .map_err(|error| ControlError::Connect {
                     socket: dir.path().join("control.sock").display().to_string(),
-                    source,
+                    error,
                 })?;
         check_peer(&stream)?;
         let mut stream = BufReader::new(stream);

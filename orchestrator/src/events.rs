@@ -38,6 +38,9 @@ pub enum UpEvent {
     ServiceReady {
         name: String,
         after_ms: u64,
+        /// Where it answers (its health check's URL or address), if known.
+        #[serde(default)]
+        endpoint: Option<String>,
     },
     ServiceExited {
         name: String,

@@ -44,11 +44,8 @@ pub struct Settings {
 pub enum RepoError {
     #[error("cannot read the current directory: {0}")]
     Cwd(std::io::Error),
-    #[error("--repo-root {}: {source}\n  fix: give the directory of a repo (the one holding .devctl.yaml)", path.display())]
-    Root {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("--repo-root {}: {error}\n  fix: give the directory of a repo (the one holding .devctl.yaml)", path.display())]
+    Root { path: PathBuf, error: std::io::Error },
     #[error("--config {}: no such file\n  fix: give the path of a .devctl.yaml (relative paths start at the repo root)", .0.display())]
     ConfigMissing(PathBuf),
     #[error(transparent)]
@@ -81,18 +78,18 @@ pub fn locate_root(repo_root: Option<&Path>) -> Result<PathBuf, RepoError> {
             .to_path_buf(),
     };
     root.canonicalize()
-        .map_err(|source| RepoError::Root { path: root, source })
+        .map_err(|error| RepoError::Root { path: root, error })
 }
 
 impl Repository {
     pub fn open(settings: &Settings) -> Result<Repository, RepoError> {
-        let cwd = std::env::current_dir().map_err(RepoError::Cwd)?;
         let root = locate_root(settings.repo_root.as_deref())?;
+        // As the Go devctl: a relative --config is under the repo root.
         let config_path = match &settings.config {
-            Some(path) => cwd.join(path),
+            Some(path) => root.join(path),
             None => root.join(CONFIG_FILE),
         };
-        if settings.config.is_some() && !config_path.is_file() {
+        if settings.config.is_some() && !config_path.exists() {
             return Err(RepoError::ConfigMissing(config_path));
         }
         let path_var = std::env::var("PATH").ok();
@@ -168,6 +165,7 @@ impl Repository {
             let meta = self.meta.clone();
             let options = HostOptions {
                 handshake_timeout,
+                stderr: self.stderr.clone(),
                 ..HostOptions::default()
             };
             let tx = tx.clone();

@@ -39,11 +39,11 @@ pub enum FsError {
     NotOwned { path: PathBuf, owner: u32, me: u32 },
     #[error("{} is larger than {limit} bytes; it is not a file devctl wrote\n  fix: remove it", path.display())]
     TooLarge { path: PathBuf, limit: u64 },
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {error}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -52,7 +52,7 @@ impl FsError {
         FsError::Io {
             action,
             path: path.to_path_buf(),
-            source: errno.into(),
+            error: errno.into(),
         }
     }
 
@@ -72,7 +72,7 @@ impl FsError {
 
     /// True when the file or directory does not exist.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, FsError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+        matches!(self, FsError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound)
     }
 }
 

@@ -58,6 +58,32 @@ fn build(package: &str, kind: &str, name: &str) -> PathBuf {
     }
 }
 
+/// PATH for the programs tests start, with the real Python interpreter's
+/// directory first: a version manager's `python3` shim (pyenv's is a shell
+/// script) can cost more than a plugin's whole 500 ms start-up budget on a
+/// loaded machine, which tests of devctl's own timing must not pay.
+pub fn search_path() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let inherited = std::env::var("PATH").unwrap_or_default();
+        let real = Command::new("python3")
+            .args([
+                "-c",
+                "import os, sys; print(os.path.dirname(os.path.realpath(sys.executable)))",
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|dir| !dir.is_empty());
+        match real {
+            Some(dir) => format!("{dir}:{inherited}"),
+            None => inherited,
+        }
+    })
+    .clone()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -104,7 +130,8 @@ impl TestRepo {
         repo
     }
 
-    fn empty(name: &str) -> TestRepo {
+    /// An empty repo (no `.devctl.yaml`) named `name`.
+    pub fn empty(name: &str) -> TestRepo {
         // Build first, so no test's timing or deadline includes cargo.
         built("devctl", "--bin", "devctl");
         built("moments-dev", "--bin", "moments-dev");
@@ -112,6 +139,18 @@ impl TestRepo {
         let root = dir.path().canonicalize().expect("root").join(name);
         std::fs::create_dir_all(&root).expect("mkdir");
         TestRepo { _dir: dir, root }
+    }
+
+    /// Copies a fixture plugin (`orchestrator/tests/fixtures/<name>`) to
+    /// `relative` in the repo.
+    pub fn fixture(&self, name: &str, relative: &str) {
+        let to = self.root.join(relative);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(
+            workspace().join("orchestrator/tests/fixtures").join(name),
+            to,
+        )
+        .expect("copy fixture");
     }
 
     pub fn write(&self, relative: &str, text: &str) {
@@ -133,7 +172,7 @@ impl TestRepo {
         let path = format!(
             "{}:{}",
             devctl.parent().expect("bin dir").display(),
-            std::env::var("PATH").unwrap_or_default()
+            search_path()
         );
         let mut command = Command::new(devctl);
         command.current_dir(&self.root).env("PATH", path).args(args);

@@ -17,6 +17,7 @@ use devctl::state::{tail_of, State};
 use devctl::supervisor::spawn::log_name;
 
 use super::Usage;
+use crate::cli::LogsArgs;
 
 /// One log file to show, and the prefix of its lines.
 #[derive(Debug, Clone)]
@@ -249,13 +250,9 @@ impl Tail {
 }
 
 /// `devctl logs [SVC]… [-f] [--tail N] [--stderr]`.
-pub async fn run(
-    root: &Path,
-    services: &[String],
-    follow_on: bool,
-    tail: Option<usize>,
-    stderr: bool,
-) -> Result<u8> {
+pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
+    let (services, follow_on, tail, stderr) =
+        (&args.services(), args.follow, args.tail, args.stderr);
     let environment = Environment::open(root)?;
     let state = environment.observe().await.state;
     let stream = if stderr { "stderr" } else { "stdout" };

@@ -4,7 +4,9 @@
 //! a plugin, so a running environment can be inspected and stopped while the
 //! config is broken or a plugin is missing.
 
+mod completion;
 mod down;
+mod help;
 mod logs;
 mod plan;
 mod plugin_command;
@@ -17,9 +19,9 @@ mod up;
 
 use std::path::PathBuf;
 
-use devctl::repository::{locate_root, RepoError, Repository, Settings};
+use devctl::repository::{locate_root, RepoError, Repository, Settings, CONFIG_FILE};
 
-use crate::cli::{Cli, Command, Global, PluginsCommand};
+use crate::cli::{Cli, Command, Global, PipelineFlags, PluginsCommand};
 
 /// A mistake in how devctl was called (exit status 2).
 #[derive(Debug, thiserror::Error)]
@@ -37,64 +39,98 @@ pub fn is_usage(err: &anyhow::Error) -> bool {
 
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let global = cli.global;
+    let outer = cli.pipeline;
     match cli.command {
         // These stop what they started on SIGINT/SIGTERM themselves, in order.
-        Command::Up(args) => up::run(&global, &args).await,
-        Command::Supervise(args) => supervise::run(&global, &args).await,
-        Command::Stream(args) => stream::run(&open(&global)?, &args).await,
-        Command::Logs {
-            services,
-            follow,
-            tail,
-            stderr,
-        } => logs::run(&root(&global)?, &services, follow, tail, stderr).await,
+        Command::Up(args) => up::run(&global, &args.pipeline.or(&outer), &args).await,
+        Command::Supervise(args) => {
+            supervise::run(&global, &args.pipeline.or(&outer), &args).await
+        }
+        Command::Stream(args) => {
+            let repo = open_with_plugins(&global, &args.pipeline.or(&outer))?;
+            stream::run(&repo, &args).await
+        }
+        Command::Logs(args) => logs::run(&root(&global)?, &args).await,
         // The rest are cut short by a signal (dropping them stops their plugins).
         Command::Down { grace } => interruptible(down::run(&root(&global)?, grace)).await,
-        Command::Status { json } => interruptible(status::run(&root(&global)?, json)).await,
+        Command::Status(args) => interruptible(status::run(&root(&global)?, &args)).await,
         Command::Restart { service } => {
             interruptible(restart::run(&root(&global)?, &service)).await
         }
-        Command::Plan(args) => interruptible(plan::run(&open(&global)?, &args)).await,
-        Command::Plugins(PluginsCommand::List { json }) => {
-            interruptible(plugins::list(&open(&global)?, json)).await
+        Command::Plan(args) => {
+            let repo = open_with_plugins(&global, &args.pipeline.or(&outer))?;
+            interruptible(plan::run(&repo, &args)).await
+        }
+        Command::Plugins(PluginsCommand::List {
+            json,
+            format,
+            pipeline,
+        }) => {
+            let repo = open(&global, &pipeline.or(&outer))?;
+            interruptible(plugins::list(&repo, json, format)).await
         }
         Command::Plugins(PluginsCommand::Disable { id }) => {
-            plugins::set_enabled(&open(&global)?, &id, false)
+            plugins::set_enabled(&open(&global, &outer)?, &id, false)
         }
         Command::Plugins(PluginsCommand::Enable { id }) => {
-            plugins::set_enabled(&open(&global)?, &id, true)
+            plugins::set_enabled(&open(&global, &outer)?, &id, true)
         }
         Command::Plugins(PluginsCommand::Check { id, timeout_scale }) => {
-            plugins::check(&open(&global)?, id.as_deref(), timeout_scale)
+            plugins::check(&open(&global, &outer)?, id.as_deref(), timeout_scale)
         }
-        Command::Commands { json } => {
-            interruptible(plugin_command::list(&open(&global)?, json)).await
+        Command::Commands { json, pipeline } => {
+            let repo = open(&global, &pipeline.or(&outer))?;
+            interruptible(plugin_command::list(&repo, json)).await
         }
+        Command::Completion { shell } => completion::run(&global, &outer, shell).await,
+        Command::Help { command } => interruptible(help::run(&global, &outer, command)).await,
         Command::External(words) => {
-            let Some((name, argv)) = words.split_first() else {
-                return Err(Usage("no command given; see `devctl --help`".into()).into());
-            };
-            interruptible(plugin_command::run(&open(&global)?, name, argv)).await
+            let call = plugin_command::Call::parse(&words, global, outer)?;
+            if call.wants_help {
+                return interruptible(help::run(
+                    &call.global,
+                    &call.pipeline,
+                    Some(call.name.clone()),
+                ))
+                .await;
+            }
+            let repo = open(&call.global, &call.pipeline)?;
+            interruptible(plugin_command::run(repo, &call.name, &call.argv)).await
         }
     }
 }
 
 /// The settings that shape a [`Repository`].
-pub fn settings(global: &Global) -> Settings {
+pub fn settings(global: &Global, pipeline: &PipelineFlags) -> Settings {
     Settings {
         repo_root: global.repo_root.clone(),
         config: global.config.clone(),
-        strict: global.strict,
-        dry_run: global.dry_run,
-        timeout: global.timeout,
+        strict: pipeline.strict,
+        dry_run: pipeline.dry_run,
+        timeout: pipeline.timeout(),
     }
 }
 
 /// The repo with its config loaded (plugins resolved, nothing started).
-pub fn open(global: &Global) -> anyhow::Result<Repository> {
-    let repo = Repository::open(&settings(global))?;
+pub fn open(global: &Global, pipeline: &PipelineFlags) -> anyhow::Result<Repository> {
+    let repo = Repository::open(&settings(global, pipeline))?;
     for warning in &repo.config.warnings {
         eprintln!("warning: {warning}");
+    }
+    Ok(repo)
+}
+
+/// [`open`], for the commands that are pointless without plugins: no
+/// `.devctl.yaml` and no `plugins/devctl-*` is a usage error, before
+/// anything is created.
+pub fn open_with_plugins(global: &Global, pipeline: &PipelineFlags) -> anyhow::Result<Repository> {
+    let repo = open(global, pipeline)?;
+    if !repo.config.found && repo.config.plugins.is_empty() {
+        return Err(Usage(format!(
+            "no {CONFIG_FILE} in {} (and no plugins/devctl-* executables): there is nothing to run\n  fix: run devctl in your repo, pass --repo-root DIR, or create {CONFIG_FILE} (see `devctl --help`)",
+            repo.root.display()
+        ))
+        .into());
     }
     Ok(repo)
 }

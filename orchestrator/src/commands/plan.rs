@@ -9,7 +9,7 @@ use devctl::render::{plan_text, redact_plan};
 use devctl::repository::{close_all, Repository};
 
 use super::Usage;
-use crate::cli::PlanArgs;
+use crate::cli::{Format, PlanArgs};
 
 /// `devctl plan`: exit 0 when the plan is valid, 1 when it is not.
 pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
@@ -43,10 +43,15 @@ pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
     if !args.show_secrets {
         redact_plan(&mut plan);
     }
-    if args.json {
-        outln!("{}", serde_json::to_string_pretty(&plan)?);
-    } else {
-        out!("{}", plan_text(&plan, args.explain, true));
+    match args.format() {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
+        // The Go devctl's document: the merged config and `{services}`.
+        Format::Go => {
+            let services: Vec<_> = plan.services.iter().map(|s| &s.spec).collect();
+            let doc = serde_json::json!({"config": plan.config, "plan": {"services": services}});
+            outln!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Text => out!("{}", plan_text(&plan, args.explain, true)),
     }
     Ok(if plan.valid && plan.failed_steps().is_empty() {
         0

@@ -5,20 +5,120 @@
 //! once with a 500 ms handshake budget; a hung or broken plugin costs at most
 //! that budget and a warning (and nothing at all when it comes after the
 //! plugin providing the command). On a name clash the first plugin in run
-//! order wins; `devctl commands` reports clashes. Arguments after the command name go to the plugin untouched, and the
-//! plugin's `exit_code` becomes devctl's exit status.
+//! order wins; `devctl commands` reports clashes.
+//!
+//! Arguments after the command name go to the plugin untouched, except
+//! devctl's own flags (`--repo-root`, `--config`, `--strict`, `--dry-run`,
+//! `--timeout`), taken from anywhere before a `--` as the Go devctl does, and
+//! `--help`/`-h`, which show the command's help from the handshake without
+//! running it. While the command runs, what the providing plugin writes
+//! (its stderr: a plugin's stdout carries frames) is the command's output
+//! and goes to devctl's stdout; the plugin's `exit_code` becomes devctl's
+//! exit status.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devctl_contract::ops::{CommandRunOutput, ConfigMutateOutput, COMMAND_RUN, CONFIG_MUTATE};
 use devctl_contract::protocol::CommandSpec;
-use devctl_sdk::host::Client;
+use devctl::repository::{close_all, Repository};
+use devctl_sdk::host::{Client, StderrSink};
 use serde_json::json;
 
-use devctl::repository::{close_all, Repository};
-
 use super::Usage;
+use crate::cli::{parse_duration, Global, PipelineFlags};
+
+/// A plugin command as typed: its name, devctl's flags found among its
+/// arguments, and what goes to the plugin.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub name: String,
+    pub argv: Vec<String>,
+    pub global: Global,
+    pub pipeline: PipelineFlags,
+    /// `--help` or `-h` was among the arguments.
+    pub wants_help: bool,
+}
+
+impl Call {
+    /// Splits `words` (the command's name, then its arguments).
+    pub fn parse(words: &[String], global: Global, outer: PipelineFlags) -> Result<Call, Usage> {
+        let Some((name, rest)) = words.split_first() else {
+            return Err(Usage("no command given; see `devctl --help`".into()));
+        };
+        let mut call = Call {
+            name: name.clone(),
+            argv: Vec::new(),
+            global,
+            pipeline: outer,
+            wants_help: false,
+        };
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            let (flag, inline) = match word.split_once('=') {
+                Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+                _ => (word.as_str(), None),
+            };
+            let mut value = |flag: &str| {
+                inline
+                    .clone()
+                    .or_else(|| words.next().cloned())
+                    .ok_or_else(|| Usage(format!("{flag} needs a value")))
+            };
+            match flag {
+                "--" => {
+                    call.argv.extend(words.by_ref().cloned());
+                }
+                "--help" | "-h" => call.wants_help = true,
+                "--repo-root" => call.global.repo_root = Some(value(flag)?.into()),
+                "--config" => call.global.config = Some(value(flag)?.into()),
+                "--strict" => call.pipeline.strict = true,
+                "--dry-run" => call.pipeline.dry_run = true,
+                "--timeout" => {
+                    let text = value(flag)?;
+                    call.pipeline.timeout =
+                        Some(parse_duration(&text).map_err(|err| Usage(format!("--timeout: {err}")))?);
+                }
+                _ => call.argv.push(word.clone()),
+            }
+        }
+        Ok(call)
+    }
+}
+
+/// Routes plugins' stderr: the command's provider, once chosen, writes the
+/// command's output (to our stdout, as is); everyone else's lines are
+/// diagnostics (to our stderr, prefixed with the plugin id).
+#[derive(Clone, Default)]
+struct OutputRouter {
+    provider: Arc<Mutex<Option<String>>>,
+}
+
+impl OutputRouter {
+    fn sink(&self) -> StderrSink {
+        let provider = self.provider.clone();
+        StderrSink::Callback(Arc::new(move |plugin: &str, line: &str| {
+            let is_provider = provider
+                .lock()
+                .map(|p| p.as_deref() == Some(plugin))
+                .unwrap_or(false);
+            if is_provider {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+            } else {
+                eprintln!("[{plugin}] {line}");
+            }
+        }))
+    }
+
+    fn choose(&self, plugin: &str) {
+        if let Ok(mut provider) = self.provider.lock() {
+            *provider = Some(plugin.to_owned());
+        }
+    }
+}
 
 /// The startup budget of each plugin during discovery.
 pub const DISCOVERY_BUDGET: Duration = Duration::from_millis(500);
@@ -76,7 +176,10 @@ pub async fn discover(repo: &Repository) -> Discovery {
 /// The first plugin in run order that provides `name` wins, so discovery
 /// stops as soon as that plugin is known and every plugin before it has
 /// answered or used up its budget; plugins after it are not waited for.
-pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Result<u8> {
+pub async fn run(mut repo: Repository, name: &str, argv: &[String]) -> anyhow::Result<u8> {
+    let router = OutputRouter::default();
+    repo.stderr = router.sink();
+    let repo = &repo;
     let plugins = repo.plugins(&BTreeSet::new());
     let mut arrivals = repo.start_each(&plugins, DISCOVERY_BUDGET);
     let mut slots: Vec<Option<Result<Client, String>>> = plugins.iter().map(|_| None).collect();
@@ -117,12 +220,9 @@ pub async fn run(repo: &Repository, name: &str, argv: &[String]) -> anyhow::Resu
     let closing = tokio::spawn(close_all(others));
     let Some(client) = chosen else {
         let _ = closing.await;
-        return Err(Usage(format!(
-            "unknown command `{name}`; built-in commands: plan, plugins, commands, stream, status; plugin commands: {} (see `devctl commands`)",
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-        ))
-        .into());
+        return Err(Usage(unknown_command(name, &known)).into());
     };
+    router.choose(client.id());
     // As devctl does: the command sees the config its plugin produces.
     let mut config = json!({});
     if client.supports(CONFIG_MUTATE) {
@@ -196,6 +296,35 @@ pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<u8> {
     }
     close_all(discovery.clients).await;
     Ok(0)
+}
+
+/// "unknown command", with every command there is and the nearest one.
+pub fn unknown_command(name: &str, plugin_commands: &[String]) -> String {
+    use clap::CommandFactory;
+    let cli = crate::cli::Cli::command();
+    let builtins: Vec<String> = cli
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let nearest = builtins
+        .iter()
+        .chain(plugin_commands)
+        .map(|candidate| (strsim::damerau_levenshtein(name, candidate), candidate))
+        .filter(|(distance, candidate)| *distance <= 2.max(candidate.len() / 3))
+        .min();
+    let hint = nearest
+        .map(|(_, candidate)| format!("; did you mean `{candidate}`?"))
+        .unwrap_or_default();
+    format!(
+        "unknown command `{name}`{hint}\n  built-in commands: {}\n  plugin commands: {} (see `devctl commands`)",
+        builtins.join(", "),
+        if plugin_commands.is_empty() {
+            "none".to_owned()
+        } else {
+            plugin_commands.join(", ")
+        }
+    )
 }
 
 fn first_line(text: &str) -> &str {

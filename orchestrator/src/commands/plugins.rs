@@ -8,13 +8,20 @@ use devctl::statedir::{StateDir, OVERLAY};
 use serde_json::{json, Value};
 
 use super::Usage;
+use crate::cli::Format;
 
 /// `devctl plugins list`: every plugin's handshake, failures in their row.
-pub async fn list(repo: &Repository, json_out: bool) -> Result<u8> {
+pub async fn list(repo: &Repository, json: bool, format: Format) -> Result<u8> {
+    let format = if json && format == Format::Text {
+        Format::Json
+    } else {
+        format
+    };
     let plugins: Vec<_> = repo.config.plugins.iter().collect();
     let enabled: Vec<_> = plugins.iter().copied().filter(|p| p.enabled).collect();
     let mut started = repo.start(&enabled, HANDSHAKE, false).await.into_iter();
     let mut rows = Vec::new();
+    let mut go_rows = Vec::new();
     let mut clients = Vec::new();
     for entry in plugins {
         let mut row = json!({
@@ -28,6 +35,20 @@ pub async fn list(repo: &Repository, json_out: bool) -> Result<u8> {
             match started.next() {
                 Some((_, Ok(client))) => {
                     let handshake = client.handshake();
+                    if format == Format::Go {
+                        go_rows.push(json!({
+                            "id": entry.id,
+                            "path": entry.program,
+                            "args": entry.args,
+                            "workdir": entry.workdir,
+                            "priority": entry.priority,
+                            "plugin_name": handshake.plugin_name,
+                            "protocol_version": handshake.protocol_version,
+                            "ops": handshake.capabilities.ops,
+                            "streams": handshake.capabilities.streams,
+                            "commands": handshake.capabilities.commands,
+                        }));
+                    }
                     row["status"] = json!("ok");
                     row["name"] = json!(handshake.plugin_name);
                     row["protocol_version"] = json!(handshake.protocol_version);
@@ -53,9 +74,16 @@ pub async fn list(repo: &Repository, json_out: bool) -> Result<u8> {
         rows.push(row);
     }
     close_all(clients).await;
-    if json_out {
-        outln!("{}", serde_json::to_string_pretty(&rows)?);
-        return Ok(0);
+    match format {
+        Format::Json => {
+            outln!("{}", serde_json::to_string_pretty(&rows)?);
+            return Ok(0);
+        }
+        Format::Go => {
+            outln!("{}", serde_json::to_string_pretty(&json!({"plugins": go_rows}))?);
+            return Ok(0);
+        }
+        Format::Text => {}
     }
     if rows.is_empty() {
         outln!(

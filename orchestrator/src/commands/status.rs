@@ -3,19 +3,70 @@
 use std::path::Path;
 
 use devctl::environment::{Environment, Observed};
-use devctl::state::{now_ms, ServiceState, ServiceStatus};
+use devctl::state::{now_ms, tail_of, ServiceState, ServiceStatus};
 use serde_json::{json, Value};
 
-pub async fn run(root: &Path, json_out: bool) -> anyhow::Result<u8> {
+use crate::cli::{Format, StatusArgs};
+
+/// The last `n` lines a service wrote to stderr.
+fn stderr_tail(logs: &Path, service: &str, n: usize) -> Vec<String> {
+    if n == 0 {
+        return Vec::new();
+    }
+    match std::fs::File::open(logs.join(format!("{service}.stderr.log"))) {
+        Ok(file) => tail_of(file, n),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The Go devctl's `status` document: `{exists, services: [{name, pid,
+/// alive, stdout_log, stderr_log, exit?}]}`.
+fn as_go_json(observed: &Observed, logs: &Path, tail_lines: usize) -> Value {
+    let Some(state) = &observed.state else {
+        return json!({"exists": false, "services": []});
+    };
+    let services: Vec<Value> = state
+        .services
+        .iter()
+        .map(|s| {
+            let alive = s.alive();
+            let mut row = json!({
+                "name": s.name,
+                "pid": s.pid.unwrap_or(0),
+                "alive": alive,
+                "stdout_log": logs.join(format!("{}.stdout.log", s.name)),
+                "stderr_log": logs.join(format!("{}.stderr.log", s.name)),
+            });
+            if let (false, Some(exit)) = (alive, s.exit) {
+                row["exit"] = json!({
+                    "service": s.name,
+                    "pid": s.pid.unwrap_or(0),
+                    "exit_code": exit.code,
+                    "signal": exit.signal,
+                    "stderr_tail": stderr_tail(logs, &s.name, tail_lines),
+                });
+            }
+            row
+        })
+        .collect();
+    json!({"exists": true, "services": services})
+}
+
+pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
     let environment = Environment::open(root)?;
     let observed = environment.observe().await;
     let logs = root.join(".devctl/logs");
-    if json_out {
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&as_json(&observed, &logs))?
-        );
-        return Ok(0);
+    match args.format() {
+        Format::Json => {
+            outln!("{}", serde_json::to_string_pretty(&as_json(&observed, &logs))?);
+            return Ok(0);
+        }
+        Format::Go => {
+            let doc = as_go_json(&observed, &logs, args.tail_lines);
+            outln!("{}", serde_json::to_string_pretty(&doc)?);
+            return Ok(0);
+        }
+        Format::Text => {}
     }
     if let Some(reason) = &observed.damaged {
         eprintln!("warning: {reason}");
@@ -61,6 +112,11 @@ pub async fn run(root: &Path, json_out: bool) -> anyhow::Result<u8> {
             logs.join(format!("{}.stdout.log", service.name)).display()
         ));
         outln!("    {}", details.join("  "));
+        if !service.alive() && service.exit.is_some() {
+            for line in stderr_tail(&logs, &service.name, args.tail_lines) {
+                outln!("    | {line}");
+            }
+        }
     }
     show_orphans(&observed, root)?;
     Ok(0)

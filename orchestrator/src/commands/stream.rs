@@ -7,12 +7,12 @@ use anyhow::{bail, Context, Result};
 use devctl::repository::{close_all, Repository, HANDSHAKE};
 use serde_json::Value;
 
+use super::Usage;
 use crate::cli::StreamArgs;
 
 /// `devctl stream`: prints events until `end`; Ctrl-C closes the plugin.
 pub async fn run(repo: &Repository, args: &StreamArgs) -> Result<u8> {
-    let input: Value = serde_json::from_str(&args.input_json)
-        .with_context(|| format!("--input-json is not JSON: {}", args.input_json))?;
+    let input = stream_input(args)?;
     let plugins: Vec<_> = repo
         .plugins(&BTreeSet::new())
         .into_iter()
@@ -52,7 +52,9 @@ pub async fn run(repo: &Repository, args: &StreamArgs) -> Result<u8> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for Ctrl-C")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut events = client.start_stream(&args.op, input, repo.timeout).await?;
+    let mut events = client
+        .start_stream(&args.op, input, args.start_timeout.unwrap_or(repo.timeout))
+        .await?;
     let code = loop {
         let next = tokio::select! {
             biased;
@@ -99,4 +101,23 @@ pub async fn run(repo: &Repository, args: &StreamArgs) -> Result<u8> {
     drop(events);
     client.close().await;
     Ok(code)
+}
+
+/// The op's input: `--input-json`, `--input-file`, or `{}`.
+fn stream_input(args: &StreamArgs) -> Result<Value> {
+    let (text, from) = match (&args.input_json, &args.input_file) {
+        (Some(json), _) => (json.clone(), "--input-json".to_owned()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path)
+                .map_err(|err| Usage(format!("--input-file {}: {err}", path.display())))?,
+            format!("--input-file {}", path.display()),
+        ),
+        (None, None) => return Ok(Value::Object(Default::default())),
+    };
+    let input: Value =
+        serde_json::from_str(&text).map_err(|err| Usage(format!("{from} is not JSON: {err}")))?;
+    if !input.is_object() {
+        return Err(Usage(format!("{from} must be a JSON object")).into());
+    }
+    Ok(input)
 }

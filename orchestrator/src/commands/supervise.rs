@@ -2,16 +2,16 @@
 
 use devctl::supervisor::{self, SupervisorOptions};
 
-use crate::cli::{Global, UpArgs};
+use crate::cli::{Global, PipelineFlags, UpArgs};
 
-pub async fn run(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
-    let repo = super::open(global)?;
+pub async fn run(global: &Global, pipeline: &PipelineFlags, args: &UpArgs) -> anyhow::Result<u8> {
+    let repo = super::open(global, pipeline)?;
     let options = SupervisorOptions {
         pipeline: args.pipeline(),
         force: args.force,
         grace: args.grace,
         watch: args.watch,
-        settings: super::settings(global),
+        settings: super::settings(global, pipeline),
     };
     Ok(supervisor::run(repo, options).await)
 }

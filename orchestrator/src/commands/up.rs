@@ -22,19 +22,19 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::logs::{follow, sources};
 use super::{devctl_for, Interrupts};
-use crate::cli::{Global, PlanArgs, UpArgs};
+use crate::cli::{Global, PipelineFlags, PlanArgs, UpArgs};
 
 /// The arguments that re-create this `up` in the supervisor process.
-fn supervisor_args(repo: &Repository, global: &Global, args: &UpArgs) -> Vec<String> {
+fn supervisor_args(repo: &Repository, pipeline: &PipelineFlags, args: &UpArgs) -> Vec<String> {
     let mut out = vec![
         "--repo-root".to_owned(),
         repo.root.display().to_string(),
         "--config".to_owned(),
         repo.config_path.display().to_string(),
         "--timeout".to_owned(),
-        format!("{}ms", global.timeout.as_millis()),
+        format!("{}ms", pipeline.timeout().as_millis()),
     ];
-    if global.strict {
+    if pipeline.strict {
         out.push("--strict".into());
     }
     out.push("__supervise".into());
@@ -42,9 +42,9 @@ fn supervisor_args(repo: &Repository, global: &Global, args: &UpArgs) -> Vec<Str
     out
 }
 
-pub async fn run(global: &Global, args: &UpArgs) -> Result<u8> {
-    let repo = super::open(global)?;
-    if global.dry_run {
+pub async fn run(global: &Global, pipeline: &PipelineFlags, args: &UpArgs) -> Result<u8> {
+    let repo = super::open_with_plugins(global, pipeline)?;
+    if pipeline.dry_run {
         let code = super::plan::run(&repo, &PlanArgs::default()).await?;
         eprintln!("--dry-run: nothing was started");
         return Ok(code);
@@ -68,7 +68,7 @@ pub async fn run(global: &Global, args: &UpArgs) -> Result<u8> {
     let exe = std::env::current_exe().context("cannot find the devctl executable")?;
     let mut command = std::process::Command::new(exe);
     command
-        .args(supervisor_args(&repo, global, args))
+        .args(supervisor_args(&repo, pipeline, args))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log);
@@ -191,6 +191,14 @@ pub async fn run(global: &Global, args: &UpArgs) -> Result<u8> {
     Ok(code)
 }
 
+/// ` at http://…` when a service's endpoint is known.
+fn at(endpoint: &Option<String>) -> String {
+    endpoint
+        .as_deref()
+        .map(|e| format!(" at {e}"))
+        .unwrap_or_default()
+}
+
 fn terminate(pid: u32) {
     if let Ok(pid) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(
@@ -235,9 +243,11 @@ fn foreground_event(event: UpEvent) {
             "devctl: invalid [{code}] {message}{}",
             fix.map(|f| format!("\n  fix: {f}")).unwrap_or_default()
         ),
-        UpEvent::ServiceReady { name, after_ms } => {
-            eprintln!("devctl: {name} ready after {after_ms} ms")
-        }
+        UpEvent::ServiceReady {
+            name,
+            after_ms,
+            endpoint,
+        } => eprintln!("devctl: {name} ready after {after_ms} ms{}", at(&endpoint)),
         _ => {}
     }
 }
@@ -300,9 +310,11 @@ impl Progress {
             UpEvent::ServiceStarting { name, pid } => {
                 self.status(&format!("starting {name} (pid {pid})…"))
             }
-            UpEvent::ServiceReady { name, after_ms } => {
-                self.line(&format!("{name} ready after {after_ms} ms"))
-            }
+            UpEvent::ServiceReady {
+                name,
+                after_ms,
+                endpoint,
+            } => self.line(&format!("{name} ready after {after_ms} ms{}", at(endpoint))),
             UpEvent::ServiceExited { name, exit, .. } => {
                 self.line(&format!("{name} exited with {exit}"))
             }

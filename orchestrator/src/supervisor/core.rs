@@ -300,7 +300,12 @@ impl Core {
                 svc.status = ServiceStatus::Ready;
                 svc.ready_at_ms = Some(now);
                 let after_ms = now.saturating_sub(svc.started_at_ms.unwrap_or(now));
-                self.announce(UpEvent::ServiceReady { name, after_ms });
+                let endpoint = svc.endpoint.clone();
+                self.announce(UpEvent::ServiceReady {
+                    name,
+                    after_ms,
+                    endpoint,
+                });
                 self.schedule();
                 self.check_all_ready();
                 self.finish_restart_if_done();
@@ -346,7 +351,13 @@ impl Core {
     async fn on_control(&mut self, request: Request, reply: oneshot::Sender<Reply>) {
         match request {
             Request::Stop => {
-                let lines = self.stop_all().await;
+                let mut lines = self.stop_all().await;
+                if lines.is_empty() {
+                    lines.push(format!(
+                        "stopped the supervisor (pid {}); no service was running",
+                        std::process::id()
+                    ));
+                }
                 self.outbox
                     .replies
                     .push((reply, Reply::lines(true, lines.clone())));

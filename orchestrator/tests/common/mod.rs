@@ -45,7 +45,10 @@ impl Repo {
 
     pub fn devctl(&self, args: &[&str]) -> Command {
         let mut cmd = Command::cargo_bin("devctl").expect("devctl binary");
-        cmd.arg("--repo-root").arg(&self.root).args(args);
+        cmd.env("PATH", e2e::search_path())
+            .arg("--repo-root")
+            .arg(&self.root)
+            .args(args);
         cmd
     }
 
