@@ -11,7 +11,6 @@
 pub mod cli;
 pub mod config;
 pub mod dev_plugin;
-pub mod fsutil;
 pub mod keys;
 pub mod manifest;
 pub mod report;

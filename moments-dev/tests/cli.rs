@@ -661,6 +661,61 @@ fn validate_health_fails_when_the_port_answers_but_not_healthy() {
 }
 
 #[test]
+fn validate_health_reads_the_whole_answer_and_closes_the_connection_cleanly() {
+    // A probe that reads only the status line and drops the socket makes the
+    // server see a reset (the example backend used to log a
+    // ConnectionResetError traceback on most starts).
+    let repo = RepoCopy::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || -> std::io::Result<usize> {
+        for stream in listener.incoming() {
+            let mut stream = stream?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            if !request.starts_with(b"GET /rpc/v1/health ") {
+                continue; // the liveness connect
+            }
+            let body = "y".repeat(64 * 1024);
+            stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            )?;
+            // Ok(0) is a clean close; a reset is an error.
+            return stream.read(&mut buf);
+        }
+        Ok(0)
+    });
+    let port_flag = format!("server.port={port}");
+    let output = repo
+        .cmd(&[
+            "dev", "validate", "--format", "json", "--check", "health", "--set", &port_flag,
+        ])
+        .output()
+        .unwrap();
+    let report = report_of(&output);
+    assert!(
+        report.checks["health"].ok && !report.checks["health"].skipped,
+        "{report:#?}"
+    );
+    let closed = server.join().unwrap();
+    assert!(
+        matches!(closed, Ok(0)),
+        "the server saw {closed:?} instead of a clean close"
+    );
+}
+
+#[test]
 fn help_teaches_the_layering_and_the_exit_codes() {
     moments_dev()
         .arg("--help")
