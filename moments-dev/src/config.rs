@@ -137,6 +137,7 @@ pub struct LoadedConfig {
     pub files: Vec<PathBuf>,
     /// Non-fatal findings (unknown YAML keys, a missing `<env>.yaml`).
     pub warnings: Vec<ConfigWarning>,
+    keys: KeyTable,
     figment: Figment,
     /// Every key, typed values coerced: what the backend would see. Built on
     /// first use; most commands only need `settings`.
@@ -295,6 +296,7 @@ impl LoadedConfig {
             settings,
             files,
             warnings,
+            keys: table,
             figment,
             effective: OnceLock::new(),
         })
@@ -335,6 +337,11 @@ impl LoadedConfig {
         let mut out = Vec::new();
         flatten_json(self.effective(), &mut String::new(), &mut out);
         out
+    }
+
+    /// The known keys of the typed settings (and which of them are secret).
+    pub fn keys(&self) -> &KeyTable {
+        &self.keys
     }
 
     /// The env var that overrides `key` under this prefix.

@@ -151,7 +151,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             };
-            let value = shown(&key, value, show_secrets);
+            let value = shown(&config, &key, value, show_secrets);
             let text = match value {
                 Value::String(text) => text,
                 other => serde_json::to_string(&other)?,
@@ -169,7 +169,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 DumpFormat::Text => {
                     let mut out = String::new();
                     for (key, value) in &leaves {
-                        let value = serde_json::to_string(&shown(key, value, show_secrets))?;
+                        let value =
+                            serde_json::to_string(&shown(&config, key, value, show_secrets))?;
                         out.push_str(&format!("{key} = {value}"));
                         if show_origin {
                             if let Some(origin) = config.origin(key) {
@@ -183,7 +184,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 DumpFormat::Json => {
                     let mut map = serde_json::Map::new();
                     for (key, value) in &leaves {
-                        let value = shown(key, value, show_secrets);
+                        let value = shown(&config, key, value, show_secrets);
                         let entry = if show_origin {
                             let origin = config.origin(key).map(|o| o.to_string());
                             serde_json::json!({ "value": value, "origin": origin })
@@ -201,11 +202,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn shown(key: &str, value: &Value, show_secrets: bool) -> Value {
+fn shown(config: &LoadedConfig, key: &str, value: &Value, show_secrets: bool) -> Value {
     if show_secrets {
         value.clone()
     } else {
-        redact_config_value(key, value)
+        redact_config_value(config.keys(), key, value)
     }
 }
 

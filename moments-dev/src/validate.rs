@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::config::LoadedConfig;
 use crate::manifest::backend_health_url;
+use crate::settings::PasswordUrl;
 
 /// Every check, in the order it runs.
 pub const CHECKS: [&str; 7] = [
@@ -180,7 +181,13 @@ impl Run {
         {
             self.check_http_url(config, HOSTED_URL, url);
         }
-        if let Some(url) = config.settings.sql.database_url.as_deref() {
+        if let Some(url) = config
+            .settings
+            .sql
+            .database_url
+            .as_ref()
+            .map(PasswordUrl::expose)
+        {
             if let Err(reason) = Url::parse(url) {
                 self.error(
                     "invalid-url",
@@ -407,7 +414,13 @@ impl Run {
 
     fn db(&mut self, inputs: &Inputs<'_>) -> Outcome {
         let config = inputs.config;
-        let Some(url) = config.settings.sql.database_url.as_deref() else {
+        let Some(url) = config
+            .settings
+            .sql
+            .database_url
+            .as_ref()
+            .map(PasswordUrl::expose)
+        else {
             return Outcome::Skipped(format!("{DATABASE_URL} is not set"));
         };
         let Ok(parsed) = Url::parse(url) else {

@@ -270,6 +270,79 @@ fn secrets_stay_hidden_unless_asked_for() {
 }
 
 #[test]
+fn parent_keys_redact_the_secrets_nested_in_them() {
+    let repo = RepoCopy::new();
+    repo.write(
+        "config/app/local.yaml",
+        &format!(
+            "integrations:\n  stytch:\n    stytch-public-token: {TOKEN}\n\
+             extra:\n  api-token: odd-secret-1\n  nested:\n    db-password: odd-secret-2\n\
+             \x20 list:\n    - password: odd-secret-3\n      user: kept-user\n"
+        ),
+    );
+    let secrets = [
+        TOKEN,
+        DB_PASSWORD,
+        "odd-secret-1",
+        "odd-secret-2",
+        "odd-secret-3",
+    ];
+    let hidden: &[&[&str]] = &[
+        &["dev", "config", "get", "integrations"],
+        &["dev", "config", "get", "integrations.stytch"],
+        &["dev", "config", "get", "sql"],
+        &["dev", "config", "get", "extra"],
+        &["dev", "config", "get", "extra.nested"],
+        &["dev", "config", "dump"],
+        &["dev", "config", "dump", "--format", "json", "--show-origin"],
+    ];
+    for args in hidden {
+        let output = repo.cmd(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let all = format!("{}{}", stdout_of(&output), stderr_of(&output));
+        for secret in secrets {
+            assert!(!all.contains(secret), "{args:?} leaked {secret}:\n{all}");
+        }
+    }
+    let sql = stdout_of(&repo.cmd(&["dev", "config", "get", "sql"]).output().unwrap());
+    assert!(
+        sql.contains("postgres://moments:<redacted>@127.0.0.1:5432"),
+        "{sql}"
+    );
+    let extra = stdout_of(
+        &repo
+            .cmd(&["dev", "config", "get", "extra"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        extra.contains("kept-user"),
+        "only secrets are hidden: {extra}"
+    );
+
+    for (key, secret) in [
+        ("integrations", TOKEN),
+        ("sql", DB_PASSWORD),
+        ("extra", "odd-secret-3"),
+    ] {
+        repo.cmd(&["dev", "config", "get", key, "--show-secrets"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(secret));
+    }
+
+    // A password the URL rules cannot delimit is hidden with the whole URL.
+    let odd_url = "sql.database-url=postgres://app:pa/ss@db.internal/x";
+    let shown = stdout_of(
+        &repo
+            .cmd(&["dev", "config", "get", "sql", "--set", odd_url])
+            .output()
+            .unwrap(),
+    );
+    assert!(!shown.contains("pa/ss"), "{shown}");
+}
+
+#[test]
 fn dotenv_refuses_a_value_it_cannot_write_and_names_the_key() {
     let repo = RepoCopy::new();
     repo.cmd(&["dev", "vite-env", "--format", "dotenv"])
