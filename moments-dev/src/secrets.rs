@@ -7,6 +7,8 @@
 //! shared rule in `devctl_contract::secrets`). A parent key's value is
 //! redacted leaf by leaf, so `config get integrations` hides the token in it.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 pub use devctl_contract::secrets::{redact_url_password, REDACTED};
@@ -19,6 +21,23 @@ pub const SECRET_VITE_VARS: &[&str] = &["VITE_STYTCH_PUBLIC_TOKEN"];
 
 pub fn is_secret_vite_var(name: &str) -> bool {
     SECRET_VITE_VARS.contains(&name)
+}
+
+/// The JSON text of config `key`'s value as it may be shown. Parsed only
+/// when something in it could be secret (the key, or a map inside a list).
+pub fn redact_json_text<'a>(table: &KeyTable, key: &str, text: &'a str) -> Cow<'a, str> {
+    let key_is_secret = table.secrecy(key).is_some()
+        || (!table.is_typed_leaf(key) && devctl_contract::secrets::is_secret_name(key));
+    if !key_is_secret && !text.contains('{') {
+        return Cow::Borrowed(text);
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => Cow::Owned(
+            serde_json::to_string(&redact_config_value(table, key, &value)).unwrap_or_default(),
+        ),
+        // Not JSON (cannot happen for stored values): show nothing of it.
+        Err(_) => Cow::Owned(serde_json::to_string(REDACTED).unwrap_or_default()),
+    }
 }
 
 /// The value of config `key` (a leaf or a parent) as it may be shown.
