@@ -232,12 +232,20 @@ struct ValueDe<'v, 'k, 'o> {
 }
 
 impl ValueDe<'_, '_, '_> {
-    fn child<'c>(&self, value: &'c Value, key: &'c str) -> ValueDe<'c, 'c, '_> {
-        ValueDe {
+    /// Reads `value`, found under `key` inside this one, with `seed`.
+    fn nested<'de, S: DeserializeSeed<'de>>(
+        &self,
+        key: &str,
+        value: &Value,
+        seed: S,
+    ) -> Result<S::Value, ExtractError> {
+        let key = child_key(self.key, key);
+        seed.deserialize(ValueDe {
             value,
-            key,
+            key: &key,
             origin: self.origin,
-        }
+        })
+        .map_err(|err| err.at(&key, self.origin))
     }
 }
 
@@ -362,10 +370,7 @@ impl<'de> SeqAccess<'de> for ValueSeq<'_, '_, '_, '_> {
         let Some((index, item)) = self.items.next() else {
             return Ok(None);
         };
-        let key = child_key(self.de.key, &index.to_string());
-        seed.deserialize(self.de.child(item, &key))
-            .map(Some)
-            .map_err(|err| err.at(&key, self.de.origin))
+        self.de.nested(&index.to_string(), item, seed).map(Some)
     }
 }
 
@@ -396,8 +401,6 @@ impl<'de> MapAccess<'de> for ValueMap<'_, '_, '_, '_> {
         let Some((key, value)) = self.next.take() else {
             return Err(de::Error::custom("a value without a key"));
         };
-        let key = child_key(self.de.key, key);
-        seed.deserialize(self.de.child(value, &key))
-            .map_err(|err| err.at(&key, self.de.origin))
+        self.de.nested(key, value, seed)
     }
 }

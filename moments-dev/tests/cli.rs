@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{moments_dev, stderr_of, stdout_of, RepoCopy, STATIC_CHECKS};
+use common::{moments_dev, serve_health, stderr_of, stdout_of, RepoCopy, STATIC_CHECKS};
 use devctl_contract::manifest::DevManifest;
 use devctl_contract::report::ValidationReport;
 use predicates::prelude::*;
@@ -694,31 +693,7 @@ fn validate_health_probes_a_running_backend() {
 #[test]
 fn validate_health_fails_when_the_port_answers_but_not_healthy() {
     let repo = RepoCopy::new();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        // Skip the liveness connect; answer the first real request with 503.
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 512];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            if request.starts_with(b"GET /rpc/v1/health ") {
-                stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-                    .unwrap();
-                return;
-            }
-        }
-    });
+    let (port, server) = serve_health("503 Service Unavailable", 0);
     let port_flag = format!("server.port={port}");
     let output = repo
         .cmd(&[
@@ -730,7 +705,7 @@ fn validate_health_fails_when_the_port_answers_but_not_healthy() {
     let report = report_of(&output);
     assert_eq!(report.errors[0].code, "health.unhealthy");
     assert!(report.errors[0].message.contains("503"), "{report:#?}");
-    server.join().unwrap();
+    let _ = server.join().unwrap();
 }
 
 #[test]
@@ -739,36 +714,7 @@ fn validate_health_reads_the_whole_answer_and_closes_the_connection_cleanly() {
     // server see a reset (the example backend used to log a
     // ConnectionResetError traceback on most starts).
     let repo = RepoCopy::new();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || -> std::io::Result<usize> {
-        for stream in listener.incoming() {
-            let mut stream = stream?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-            let mut request = Vec::new();
-            let mut buf = [0u8; 512];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            if !request.starts_with(b"GET /rpc/v1/health ") {
-                continue; // the liveness connect
-            }
-            let body = "y".repeat(64 * 1024);
-            stream.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )?;
-            // Ok(0) is a clean close; a reset is an error.
-            return stream.read(&mut buf);
-        }
-        Ok(0)
-    });
+    let (port, server) = serve_health("200 OK", 64 * 1024);
     let port_flag = format!("server.port={port}");
     let output = repo
         .cmd(&[

@@ -171,27 +171,7 @@ async fn validate_run_probes_the_backend_health_from_inside_the_plugin() {
     // The plugin serves ops on an async runtime: the health probe must work
     // there too (a blocking client started inside it would panic).
     let repo = RepoCopy::new();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 512];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            if request.starts_with(b"GET /rpc/v1/health ") {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
-                return;
-            }
-        }
-    });
+    let (port, server) = common::serve_health("503 Service Unavailable", 0);
     repo.write(
         "config/app/local.yaml",
         &format!("server:\n  port: {port}\n"),
@@ -204,7 +184,7 @@ async fn validate_run_probes_the_backend_health_from_inside_the_plugin() {
     assert!(!report.valid, "{report:?}");
     assert_eq!(report.errors[0].code, "health.unhealthy");
     assert!(report.errors[0].message.contains("503"), "{report:?}");
-    server.join().unwrap();
+    let _ = server.join().unwrap();
     client.close().await;
 }
 
