@@ -3,8 +3,8 @@
 //! Secrets never reach stdout, stderr or a file unless the user passed
 //! `--show-secrets`. Which typed settings are secret is decided by their
 //! types (see [`crate::settings::Secret`]), through the key table; keys the
-//! schema does not know are treated as secret when their name says so (the
-//! shared rule in `devctl_contract::secrets`). A parent key's value is
+//! schema does not know are treated as secret when a part of their path says
+//! so (the shared words of `devctl_contract::secrets`). A parent key's value is
 //! redacted leaf by leaf, so `config get integrations` hides the token in it.
 
 use std::borrow::Cow;
@@ -26,8 +26,7 @@ pub fn is_secret_vite_var(name: &str) -> bool {
 /// The JSON text of config `key`'s value as it may be shown. Parsed only
 /// when something in it could be secret (the key, or a map inside a list).
 pub fn redact_json_text<'a>(table: &KeyTable, key: &str, text: &'a str) -> Cow<'a, str> {
-    let key_is_secret = table.secrecy(key).is_some()
-        || (!table.is_typed_leaf(key) && devctl_contract::secrets::is_secret_name(key));
+    let key_is_secret = table.secrecy(key).is_some() || secret_by_name(table, key);
     if !key_is_secret && !text.contains('{') {
         return Cow::Borrowed(text);
     }
@@ -76,6 +75,14 @@ fn redact_in_place(table: &KeyTable, key: &mut String, value: &mut Value) {
         }
         (None, _) => {}
     }
+}
+
+/// A key the settings do not type is secret when any part of its path
+/// names a secret: `extra.credentials.pass` as well as `extra.api-token`, so
+/// `config dump` (leaf by leaf) hides what `config get extra.credentials`
+/// hides.
+fn secret_by_name(table: &KeyTable, key: &str) -> bool {
+    !table.is_typed_leaf(key) && key.split('.').any(devctl_contract::secrets::is_secret_name)
 }
 
 /// The URL with its password hidden; when the password cannot be told

@@ -276,7 +276,8 @@ fn parent_keys_redact_the_secrets_nested_in_them() {
         &format!(
             "integrations:\n  stytch:\n    stytch-public-token: {TOKEN}\n\
              extra:\n  api-token: odd-secret-1\n  nested:\n    db-password: odd-secret-2\n\
-             \x20 list:\n    - password: odd-secret-3\n      user: kept-user\n"
+             \x20 list:\n    - password: odd-secret-3\n      user: kept-user\n\
+             \x20 credentials:\n    user: kept-user\n    pass: odd-secret-4\n"
         ),
     );
     let secrets = [
@@ -292,6 +293,8 @@ fn parent_keys_redact_the_secrets_nested_in_them() {
         &["dev", "config", "get", "sql"],
         &["dev", "config", "get", "extra"],
         &["dev", "config", "get", "extra.nested"],
+        &["dev", "config", "get", "extra.credentials"],
+        &["dev", "config", "get", "extra.credentials.pass"],
         &["dev", "config", "dump"],
         &["dev", "config", "dump", "--format", "json", "--show-origin"],
     ];
