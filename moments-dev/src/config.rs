@@ -3,20 +3,28 @@
 //! Layers, lowest to highest precedence: typed defaults → `base.yaml`
 //! (required) → `<env>.yaml` → `local.yaml` (only for `development` or no
 //! env) → each `--config-override` → `<PREFIX>_*` env vars → `--set` flags.
-//! Maps deep-merge; scalars and lists replace (figment's `merge`). Every value
-//! keeps its provenance, so errors and `config dump --show-origin` can name
-//! the file, env var or flag it came from.
+//! Maps deep-merge; scalars and lists replace ([`crate::layers`]). Every
+//! value keeps its provenance, so errors and `config dump --show-origin` can
+//! name the file, env var or flag it came from.
+//!
+//! Memory stays proportional to the config: files are read event by event
+//! into compact layers ([`crate::yaml`]), layers are merged as they are read,
+//! and findings about every key (unknown keys, env overrides) are made while
+//! walking the layers, never by collecting every key.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use figment::value::{Dict, Map, Value as FigValue};
-use figment::{Figment, Metadata, Profile, Provider, Source};
+use devctl_support::yaml::YamlError;
 use serde_json::Value;
 
+use crate::extract::{extract, ExtractError, Problem};
 use crate::keys::{env_var_name, KeyTable};
+use crate::layers::{Layer, Layers, View};
 use crate::settings::MomentsSettings;
 
 /// Where `config/app/*.yaml` live, relative to the repo root.
@@ -45,17 +53,6 @@ pub enum Origin {
     File(PathBuf),
     Env(String),
     Flag(String),
-}
-
-impl Origin {
-    fn from_metadata(metadata: &Metadata) -> Origin {
-        match (&*metadata.name, &metadata.source) {
-            (_, Some(Source::File(path))) => Origin::File(path.clone()),
-            (ENV_LAYER, Some(Source::Custom(var))) => Origin::Env(var.clone()),
-            (FLAG_LAYER, Some(Source::Custom(flag))) => Origin::Flag(flag.clone()),
-            _ => Origin::Default,
-        }
-    }
 }
 
 impl fmt::Display for Origin {
@@ -100,12 +97,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{}:{line}:{column}: malformed YAML: {message}", path.display())]
-    Yaml {
+    /// `file:line:column: malformed YAML: …`
+    #[error("{}", .error.at(path))]
+    Yaml { path: PathBuf, error: YamlError },
+    #[error("{}: {reason}\n  fix: {fix}", path.display())]
+    TooBig {
         path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
+        reason: String,
+        fix: String,
     },
     #[error("--set {arg}: {reason}")]
     BadSet { arg: String, reason: String },
@@ -137,32 +136,18 @@ pub struct LoadedConfig {
     pub files: Vec<PathBuf>,
     /// Non-fatal findings (unknown YAML keys, a missing `<env>.yaml`).
     pub warnings: Vec<ConfigWarning>,
-    figment: Figment,
-    /// Every key, typed values coerced: what the backend would see. Built on
-    /// first use; most commands only need `settings`.
-    effective: OnceLock<Value>,
+    keys: KeyTable,
+    layers: Layers,
+    /// The typed settings as JSON, to show coerced values (an env var's
+    /// "9000" as the port 9000). Built on first use.
+    typed: OnceLock<Value>,
 }
 
-const DEFAULT_LAYER: &str = "default";
-const YAML_LAYER: &str = "YAML file";
-const ENV_LAYER: &str = "environment variable";
-const FLAG_LAYER: &str = "flag";
+/// Unknown keys named one by one per file; beyond, one summary warning.
+const UNKNOWN_KEYS_SHOWN: usize = 20;
 
-/// One layer of config data with its provenance.
-struct Layer {
-    metadata: Metadata,
-    dict: Dict,
-}
-
-impl Provider for Layer {
-    fn metadata(&self) -> Metadata {
-        self.metadata.clone()
-    }
-
-    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        Ok(Profile::Default.collect(self.dict.clone()))
-    }
-}
+/// Files larger than this are refused before they are read.
+const MAX_FILE_BYTES: u64 = 1 << 30;
 
 /// Finds the repo root: the nearest ancestor of `start` holding base.yaml.
 pub fn discover_repo_root(start: &Path) -> Result<PathBuf, ConfigError> {
@@ -223,45 +208,57 @@ impl LoadedConfig {
         }
 
         let table = KeyTable::for_settings();
-        let defaults = FigValue::serialize(MomentsSettings::default())
-            .ok()
-            .and_then(|value| value.into_dict())
-            .unwrap_or_default();
-        let mut figment = Figment::new().merge(Layer {
-            metadata: Metadata::named(DEFAULT_LAYER),
-            dict: defaults,
-        });
+        let mut layers = Layers::default();
+        let defaults = serde_json::to_value(MomentsSettings::default()).unwrap_or_default();
+        layers.push(json_layer(Origin::Default, &defaults, &repo_root)?);
 
-        let mut known: BTreeSet<String> = table.leaves().map(str::to_owned).collect();
-        for path in &files {
-            let dict = read_yaml(path)?;
-            let mut leaves = Vec::new();
-            collect_leaves(&dict, &mut String::new(), &mut leaves);
-            for key in &leaves {
-                if !table.knows(key) {
-                    let file = display_path(&repo_root, path);
-                    warnings.push(ConfigWarning {
-                        code: "config.unknown-key",
-                        message: format!("{file}: unknown key `{key}` (not a Moments setting)"),
-                        fix: format!("check the spelling of `{key}` in {file}, or remove it"),
-                    });
-                }
+        // Env vars apply to the typed keys and to every key in the YAML files.
+        let mut env_keys: BTreeSet<String> = BTreeSet::new();
+        let mut match_env = |key: &str| {
+            let var = env_var_name(&request.env_prefix, key);
+            if request.env.get(&var).is_some_and(|v| !v.is_empty()) {
+                env_keys.insert(key.to_owned());
             }
-            known.extend(leaves);
-            figment = figment.merge(Layer {
-                metadata: Metadata::from(YAML_LAYER, path.as_path()),
-                dict,
+        };
+        table.leaves().for_each(&mut match_env);
+        for path in &files {
+            let file = display_path(&repo_root, path);
+            let layer = read_yaml(path, Origin::File(PathBuf::from(&file)))?;
+            let mut unknown = 0usize;
+            layer.for_each_leaf(|key| {
+                if !table.knows(key) {
+                    unknown += 1;
+                    if unknown <= UNKNOWN_KEYS_SHOWN {
+                        warnings.push(ConfigWarning {
+                            code: "config.unknown-key",
+                            message: format!("{file}: unknown key `{key}` (not a Moments setting)"),
+                            fix: format!("check the spelling of `{key}` in {file}, or remove it"),
+                        });
+                    }
+                }
+                match_env(key);
             });
+            if unknown > UNKNOWN_KEYS_SHOWN {
+                warnings.push(ConfigWarning {
+                    code: "config.unknown-key",
+                    message: format!(
+                        "{file}: {} more unknown keys (not Moments settings)",
+                        unknown - UNKNOWN_KEYS_SHOWN
+                    ),
+                    fix: format!(
+                        "see them with `moments-dev dev config dump --show-origin`; remove them from {file} if they are not needed"
+                    ),
+                });
+            }
+            layers.push(layer);
         }
 
-        // Env vars only for keys we know; empty values count as unset.
-        for key in &known {
+        // Empty values count as unset.
+        for key in &env_keys {
             let var = env_var_name(&request.env_prefix, key);
-            if let Some(value) = request.env.get(&var).filter(|v| !v.is_empty()) {
-                figment = figment.merge(Layer {
-                    metadata: Metadata::from(ENV_LAYER, Source::Custom(var.clone())),
-                    dict: nested(key, FigValue::from(value.clone())),
-                });
+            if let Some(value) = request.env.get(&var) {
+                let value = nested(key, Value::String(value.clone()));
+                layers.push(json_layer(Origin::Env(var), &value, &repo_root)?);
             }
         }
 
@@ -271,7 +268,8 @@ impl LoadedConfig {
                 reason: "expected KEY=VALUE, e.g. --set server.port=9000".into(),
             })?;
             let key = key.trim();
-            if !(known.contains(key) || table.knows(key)) {
+            let in_yaml = layers.view(key).is_some_and(|view| view.is_leaf());
+            if key.is_empty() || !(in_yaml || table.knows(key)) {
                 return Err(ConfigError::BadSet {
                     arg: arg.clone(),
                     reason: format!(
@@ -279,15 +277,16 @@ impl LoadedConfig {
                     ),
                 });
             }
-            figment = figment.merge(Layer {
-                metadata: Metadata::from(FLAG_LAYER, Source::Custom(format!("--set {key}"))),
-                dict: nested(key, FigValue::from(value.to_owned())),
-            });
+            let value = nested(key, Value::String(value.to_owned()));
+            layers.push(json_layer(
+                Origin::Flag(format!("--set {key}")),
+                &value,
+                &repo_root,
+            )?);
         }
 
-        let settings: MomentsSettings = figment
-            .extract_lossy()
-            .map_err(|err| type_error(err, &repo_root, &request.env_prefix))?;
+        let settings: MomentsSettings =
+            extract(layers.root()).map_err(|err| type_error(err, &request.env_prefix))?;
         Ok(LoadedConfig {
             repo_root,
             config_env: env.to_owned(),
@@ -295,46 +294,74 @@ impl LoadedConfig {
             settings,
             files,
             warnings,
-            figment,
-            effective: OnceLock::new(),
+            keys: table,
+            layers,
+            typed: OnceLock::new(),
         })
     }
 
     /// The effective value of any key (typed keys coerced to their type).
-    pub fn get(&self, key: &str) -> Option<&Value> {
-        key.split('.')
-            .try_fold(self.effective(), |value, segment| value.get(segment))
+    pub fn get(&self, key: &str) -> Option<Value> {
+        let view = self.layers.view(key)?;
+        let mut value = view.to_json();
+        if let Some(typed) = self.typed_at(key) {
+            overlay(&mut value, typed.clone());
+        }
+        Some(value)
     }
 
-    fn effective(&self) -> &Value {
-        self.effective.get_or_init(|| {
-            // Both conversions read data that figment already parsed and
-            // `settings` already extracted, so they do not fail in practice;
-            // an empty tree is the safe answer if they ever did.
-            let mut effective: Value = self.figment.extract().unwrap_or_default();
-            if let Ok(typed) = serde_json::to_value(&self.settings) {
-                overlay(&mut effective, typed);
-            }
-            effective
-        })
+    /// The typed settings' value at `key`, if the settings have that key.
+    fn typed_at(&self, key: &str) -> Option<&Value> {
+        let typed = self
+            .typed
+            .get_or_init(|| serde_json::to_value(&self.settings).unwrap_or_default());
+        key.split('.')
+            .try_fold(typed, |value, segment| value.get(segment))
     }
 
     /// Where the value of `key` came from.
     pub fn origin(&self, key: &str) -> Option<Origin> {
-        self.figment
-            .find_metadata(key)
-            .map(Origin::from_metadata)
-            .map(|origin| match origin {
-                Origin::File(path) => Origin::File(display_path(&self.repo_root, &path).into()),
-                other => other,
-            })
+        self.layers.view(key)?.origin().cloned()
     }
 
-    /// Every leaf key with its effective value, sorted by key.
-    pub fn leaves(&self) -> Vec<(String, &Value)> {
-        let mut out = Vec::new();
-        flatten_json(self.effective(), &mut String::new(), &mut out);
-        out
+    /// The effective value of `key` as compact JSON text. A leaf's text is
+    /// used as stored (a huge list is not parsed again); a parent's value is
+    /// built from its leaves.
+    pub fn json_text(&self, key: &str) -> Option<Cow<'_, str>> {
+        let view = self.layers.view(key)?;
+        match self.leaf_text(key, &view) {
+            Some(text) => Some(text),
+            None => self
+                .get(key)
+                .map(|value| Cow::Owned(serde_json::to_string(&value).unwrap_or_default())),
+        }
+    }
+
+    fn leaf_text<'a>(&'a self, key: &str, view: &View<'a>) -> Option<Cow<'a, str>> {
+        if !view.is_leaf() {
+            return None;
+        }
+        if self.keys.is_typed_leaf(key) {
+            if let Some(typed) = self.typed_at(key) {
+                return Some(Cow::Owned(serde_json::to_string(typed).unwrap_or_default()));
+            }
+        }
+        Some(Cow::Borrowed(view.json_text().unwrap_or("{}")))
+    }
+
+    /// Every leaf key in sorted order, with its effective value (compact
+    /// JSON) and where it came from; one at a time, so a huge config is
+    /// never held twice.
+    pub fn for_each_leaf(&self, mut f: impl FnMut(&str, &str, Option<&Origin>)) {
+        self.layers.root().for_each_leaf("", &mut |key, view| {
+            let text = self.leaf_text(key, view).unwrap_or(Cow::Borrowed("null"));
+            f(key, &text, view.origin());
+        });
+    }
+
+    /// The known keys of the typed settings (and which of them are secret).
+    pub fn keys(&self) -> &KeyTable {
+        &self.keys
     }
 
     /// The env var that overrides `key` under this prefix.
@@ -397,75 +424,42 @@ fn known_envs(config_dir: &Path) -> Vec<String> {
     envs
 }
 
-fn read_yaml(path: &Path) -> Result<Dict, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+fn read_yaml(path: &Path, origin: Origin) -> Result<Layer, ConfigError> {
+    let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    let parsed: Option<Dict> = yaml_serde::from_str(&text).map_err(|err| {
-        let (line, column) = err
-            .location()
-            .map(|at| (at.line(), at.column()))
-            .unwrap_or((1, 1));
-        let message = err.to_string();
-        let message = match message.find(" at line ") {
-            Some(cut) => message[..cut].to_owned(),
-            None => message,
-        };
-        ConfigError::Yaml {
+    };
+    let size = std::fs::metadata(path).map_err(read_error)?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(ConfigError::TooBig {
             path: path.to_path_buf(),
-            line,
-            column,
-            message,
-        }
-    })?;
-    Ok(parsed.unwrap_or_default())
+            reason: format!("{size} bytes; config files of up to {MAX_FILE_BYTES} bytes are read"),
+            fix: "split it, or move the data out of the config".into(),
+        });
+    }
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    // `take`: a file that grows while it is read stays bounded too.
+    crate::yaml::read_layer(file.take(MAX_FILE_BYTES), origin).map_err(|error| ConfigError::Yaml {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+fn json_layer(origin: Origin, value: &Value, repo_root: &Path) -> Result<Layer, ConfigError> {
+    Layer::from_json(origin, value).map_err(|_| ConfigError::TooBig {
+        path: repo_root.to_path_buf(),
+        reason: "a value is larger than 4 GiB".into(),
+        fix: "use a smaller value".into(),
+    })
 }
 
 /// `a.b.c` + value → `{a: {b: {c: value}}}`.
-fn nested(key: &str, value: FigValue) -> Dict {
-    let mut segments: Vec<&str> = key.split('.').collect();
-    let last = segments.pop().unwrap_or_default();
-    let mut dict = Dict::new();
-    dict.insert(last.to_owned(), value);
-    for segment in segments.into_iter().rev() {
-        let mut outer = Dict::new();
-        outer.insert(segment.to_owned(), FigValue::from(dict));
-        dict = outer;
-    }
-    dict
-}
-
-fn collect_leaves(dict: &Dict, prefix: &mut String, out: &mut Vec<String>) {
-    for (key, value) in dict {
-        let len = prefix.len();
-        if !prefix.is_empty() {
-            prefix.push('.');
-        }
-        prefix.push_str(key);
-        match value {
-            FigValue::Dict(_, inner) if !inner.is_empty() => collect_leaves(inner, prefix, out),
-            _ => out.push(prefix.clone()),
-        }
-        prefix.truncate(len);
-    }
-}
-
-fn flatten_json<'a>(value: &'a Value, prefix: &mut String, out: &mut Vec<(String, &'a Value)>) {
-    match value {
-        Value::Object(map) if !map.is_empty() => {
-            for (key, inner) in map {
-                let len = prefix.len();
-                if !prefix.is_empty() {
-                    prefix.push('.');
-                }
-                prefix.push_str(key);
-                flatten_json(inner, prefix, out);
-                prefix.truncate(len);
-            }
-        }
-        leaf => out.push((prefix.clone(), leaf)),
-    }
+fn nested(key: &str, value: Value) -> Value {
+    key.rsplit('.').fold(value, |inner, segment| {
+        let mut outer = serde_json::Map::new();
+        outer.insert(segment.to_owned(), inner);
+        Value::Object(outer)
+    })
 }
 
 /// Writes every leaf of `top` into `base`.
@@ -485,19 +479,12 @@ fn overlay(base: &mut Value, top: Value) {
     }
 }
 
-fn type_error(err: figment::Error, repo_root: &Path, env_prefix: &str) -> ConfigError {
-    use figment::error::Kind;
-    let key = err.path.join(".");
-    let origin = match err.metadata.as_ref().map(Origin::from_metadata) {
-        Some(Origin::File(path)) => Origin::File(display_path(repo_root, &path).into()),
-        Some(other) => other,
-        None => Origin::Default,
-    };
-    let (expected, found) = match &err.kind {
-        Kind::InvalidType(actual, expected) | Kind::InvalidValue(actual, expected) => {
-            (friendly_type(expected), actual.to_string())
-        }
-        _ => return ConfigError::Invalid(err.to_string()),
+fn type_error(err: ExtractError, env_prefix: &str) -> ConfigError {
+    let key = err.key;
+    let origin = err.origin.unwrap_or(Origin::Default);
+    let (expected, found) = match err.kind {
+        Problem::WrongType { expected, found } => (friendly_type(&expected), found),
+        Problem::Other(message) => return ConfigError::Invalid(format!("{key}: {message}")),
     };
     let fix = match &origin {
         Origin::Env(var) => format!("fix or unset {var}"),

@@ -29,11 +29,11 @@ use devctl_contract::ops::{
 };
 use devctl_contract::protocol::{CommandArg, CommandSpec};
 use devctl_sdk::plugin::{Ctx, OpError, Plugin};
+use devctl_support::fs::write_atomically;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::{display_path, ConfigRequest, LoadedConfig};
-use crate::fsutil::write_atomically;
 use crate::manifest::build_manifest;
 use crate::report::render_human;
 use crate::secrets::is_secret_vite_var;
@@ -87,7 +87,8 @@ pub fn plugin(template: ConfigRequest) -> Plugin {
                 } else {
                     input.checks
                 };
-                validate_run(&config?, &checks)
+                let config = config?;
+                blocking(move || validate_run(&config, &checks)).await?
             }
         })
         .op(LAUNCH_PLAN, move |ctx: Ctx, _: Value| {
@@ -124,13 +125,23 @@ pub fn plugin(template: ConfigRequest) -> Plugin {
                 let config = load_doctor(&ctx);
                 async move {
                     let config = config?;
-                    let report = run_validate(&config, &[]);
+                    let report = blocking(move || run_validate(&config, &[])).await?;
                     eprint!("{}", render_human(&report));
                     Ok(if report.valid { 0 } else { 1 })
                 }
             },
         )
         .watch(WATCH_GLOBS)
+}
+
+/// Runs `work` on tokio's blocking pool: validation probes ports and HTTP
+/// with blocking calls, which must not stall the plugin's async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, OpError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| OpError::runtime(format!("validation stopped: {err}")))
 }
 
 fn load(template: &ConfigRequest, ctx: &Ctx) -> Result<LoadedConfig, OpError> {
@@ -539,7 +550,7 @@ fn write_vite_env(
     };
     // The file holds the Stytch token: owner-only.
     write_atomically(&target, text.as_bytes(), 0o600)
-        .map_err(|err| OpError::runtime(format!("cannot write {shown}: {err}")))?;
+        .map_err(|err| OpError::runtime(err.to_string()))?;
     eprintln!("vite-env: wrote {shown} ({} variables)", env.len());
     Ok(0)
 }

@@ -4,13 +4,16 @@
 //! Like viper, we resolve env vars only for keys we already know: the typed
 //! schema's leaves plus the leaves present in the YAML layers. We never infer
 //! nesting from an env var's name.
+//!
+//! The same walk learns which keys are secret: secret settings have types
+//! ([`crate::settings::Secret`], …) that announce themselves by name.
 
 use std::collections::BTreeMap;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::settings::MomentsSettings;
+use crate::settings::{MomentsSettings, Secrecy};
 
 /// What the schema says about a key path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,22 +25,29 @@ pub enum KeyKind {
 }
 
 /// Known key paths of the typed settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct KeyTable {
     keys: BTreeMap<String, KeyKind>,
+    secrets: BTreeMap<String, Secrecy>,
 }
 
 impl KeyTable {
     /// The table of [`MomentsSettings`], read off its `Deserialize` impl.
     pub fn for_settings() -> KeyTable {
-        let mut keys = BTreeMap::new();
+        let mut table = KeyTable::default();
         // The recorder never fails; a failure would only mean an empty table,
         // which the key-table test would catch.
         let _ = MomentsSettings::deserialize(Recorder {
             path: String::new(),
-            keys: &mut keys,
+            secrecy: None,
+            table: &mut table,
         });
-        KeyTable { keys }
+        table
+    }
+
+    /// How much of the typed leaf `key` is secret, if any of it is.
+    pub fn secrecy(&self, key: &str) -> Option<Secrecy> {
+        self.secrets.get(key).copied()
     }
 
     /// Leaf keys of the typed settings, in sorted order.
@@ -96,13 +106,18 @@ pub fn env_var_name(prefix: &str, key: &str) -> String {
 /// almost no cost per run.
 struct Recorder<'a> {
     path: String,
-    keys: &'a mut BTreeMap<String, KeyKind>,
+    /// Set when the value's type announced itself as secret.
+    secrecy: Option<Secrecy>,
+    table: &'a mut KeyTable,
 }
 
 impl Recorder<'_> {
     fn leaf(self) {
         if !self.path.is_empty() {
-            self.keys.insert(self.path, KeyKind::Leaf);
+            if let Some(secrecy) = self.secrecy {
+                self.table.secrets.insert(self.path.clone(), secrecy);
+            }
+            self.table.keys.insert(self.path, KeyKind::Leaf);
         }
     }
 }
@@ -157,10 +172,11 @@ impl<'de> Deserializer<'de> for Recorder<'_> {
     }
 
     fn deserialize_newtype_struct<V: Visitor<'de>>(
-        self,
-        _: &'static str,
+        mut self,
+        name: &'static str,
         visitor: V,
     ) -> Result<V::Value, RecordError> {
+        self.secrecy = self.secrecy.or(Secrecy::from_marker(name));
         visitor.visit_newtype_struct(self)
     }
 
@@ -191,7 +207,7 @@ impl<'de> Deserializer<'de> for Recorder<'_> {
 
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, RecordError> {
         if !self.path.is_empty() {
-            self.keys.insert(self.path, KeyKind::Map);
+            self.table.keys.insert(self.path, KeyKind::Map);
         }
         visitor.visit_map(serde::de::value::MapDeserializer::<
             std::iter::Empty<((), ())>,
@@ -209,7 +225,7 @@ impl<'de> Deserializer<'de> for Recorder<'_> {
             fields: fields.iter(),
             current: "",
             path: self.path,
-            keys: self.keys,
+            table: self.table,
         })
     }
 
@@ -228,7 +244,7 @@ struct Fields<'a> {
     fields: std::slice::Iter<'static, &'static str>,
     current: &'static str,
     path: String,
-    keys: &'a mut BTreeMap<String, KeyKind>,
+    table: &'a mut KeyTable,
 }
 
 impl<'de> MapAccess<'de> for Fields<'_> {
@@ -257,7 +273,8 @@ impl<'de> MapAccess<'de> for Fields<'_> {
         };
         seed.deserialize(Recorder {
             path,
-            keys: self.keys,
+            secrecy: None,
+            table: self.table,
         })
     }
 }
@@ -290,6 +307,22 @@ mod tests {
         assert!(table.knows("platform"));
         assert!(!table.knows("server.prot"));
         assert!(!table.knows("serverx"));
+    }
+
+    #[test]
+    fn secret_keys_come_from_the_settings_types() {
+        let table = KeyTable::for_settings();
+        assert_eq!(
+            table.secrecy("integrations.stytch.stytch-public-token"),
+            Some(Secrecy::Whole)
+        );
+        assert_eq!(
+            table.secrecy("sql.database-url"),
+            Some(Secrecy::UrlPassword)
+        );
+        let secret: Vec<&String> = table.secrets.keys().collect();
+        assert_eq!(secret.len(), 2, "only the marked fields: {secret:?}");
+        assert_eq!(table.secrecy("integrations.stytch.stytch-hosted-url"), None);
     }
 
     #[test]

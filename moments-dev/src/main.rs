@@ -1,12 +1,12 @@
 //! `moments-dev`: parse flags, load the config, print one answer.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use serde_json::Value;
 
 use moments_dev::cli::{
     Cli, ConfigCommand, DevCommand, DumpFormat, Group, ManifestFormat, ValidateFormat, ViteFormat,
@@ -14,7 +14,7 @@ use moments_dev::cli::{
 use moments_dev::config::{ConfigRequest, LoadedConfig};
 use moments_dev::manifest::{build_manifest, redact_manifest};
 use moments_dev::report::render_human;
-use moments_dev::secrets::redact_config_value;
+use moments_dev::secrets::redact_json_text;
 use moments_dev::validate::{unknown_checks, validate, Inputs};
 use moments_dev::vite_env::{derive_vite_env, redacted, to_dotenv, to_shell, without_secrets};
 
@@ -145,16 +145,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             });
         }
         DevCommand::Config(ConfigCommand::Get { key, show_secrets }) => {
-            let Some(value) = config.get(&key) else {
+            let Some(text) = config.json_text(&key) else {
                 eprintln!(
                     "error: no key `{key}` in the config (see `moments-dev dev config dump` for every key)"
                 );
                 return Ok(ExitCode::from(1));
             };
-            let value = shown(&key, value, show_secrets);
-            let text = match value {
-                Value::String(text) => text,
-                other => serde_json::to_string(&other)?,
+            let text = shown(&config, &key, &text, show_secrets);
+            // Strings print raw (for `$(moments-dev dev config get …)`).
+            let text = match serde_json::from_str::<String>(&text) {
+                Ok(string) if text.starts_with('"') => string,
+                _ => text.into_owned(),
             };
             emit(&(text + "\n"))?;
         }
@@ -163,49 +164,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
             show_origin,
             show_secrets,
             format,
-        }) => {
-            let leaves = config.leaves();
-            let text = match format {
-                DumpFormat::Text => {
-                    let mut out = String::new();
-                    for (key, value) in &leaves {
-                        let value = serde_json::to_string(&shown(key, value, show_secrets))?;
-                        out.push_str(&format!("{key} = {value}"));
-                        if show_origin {
-                            if let Some(origin) = config.origin(key) {
-                                out.push_str(&format!("  # {origin}"));
-                            }
-                        }
-                        out.push('\n');
-                    }
-                    out
-                }
-                DumpFormat::Json => {
-                    let mut map = serde_json::Map::new();
-                    for (key, value) in &leaves {
-                        let value = shown(key, value, show_secrets);
-                        let entry = if show_origin {
-                            let origin = config.origin(key).map(|o| o.to_string());
-                            serde_json::json!({ "value": value, "origin": origin })
-                        } else {
-                            value
-                        };
-                        map.insert(key.clone(), entry);
-                    }
-                    serde_json::to_string_pretty(&map)? + "\n"
-                }
-            };
-            emit(&text)?;
-        }
+        }) => dump(&config, format, show_origin, show_secrets)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn shown(key: &str, value: &Value, show_secrets: bool) -> Value {
+/// The JSON text of a value as it may be shown.
+fn shown<'a>(config: &LoadedConfig, key: &str, text: &'a str, show_secrets: bool) -> Cow<'a, str> {
     if show_secrets {
-        value.clone()
+        Cow::Borrowed(text)
     } else {
-        redact_config_value(key, value)
+        redact_json_text(config.keys(), key, text)
+    }
+}
+
+/// Prints every leaf as it is visited (a big config is never held twice).
+/// Values are compact JSON in both formats.
+fn dump(
+    config: &LoadedConfig,
+    format: DumpFormat,
+    show_origin: bool,
+    show_secrets: bool,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut result: std::io::Result<()> = Ok(());
+    let mut first = true;
+    if let DumpFormat::Json = format {
+        result = out.write_all(b"{");
+    }
+    config.for_each_leaf(|key, text, origin| {
+        if result.is_err() {
+            return;
+        }
+        let value = shown(config, key, text, show_secrets);
+        let origin = origin.filter(|_| show_origin);
+        result = match format {
+            DumpFormat::Text => match origin {
+                Some(origin) => writeln!(out, "{key} = {value}  # {origin}"),
+                None => writeln!(out, "{key} = {value}"),
+            },
+            DumpFormat::Json => {
+                let comma = if first { "" } else { "," };
+                let key = serde_json::Value::from(key);
+                match origin {
+                    Some(origin) => write!(
+                        out,
+                        "{comma}\n  {key}: {{\n    \"value\": {value},\n    \"origin\": {}\n  }}",
+                        serde_json::Value::from(origin.to_string())
+                    ),
+                    None => write!(out, "{comma}\n  {key}: {value}"),
+                }
+            }
+        };
+        first = false;
+    });
+    if let (Ok(()), DumpFormat::Json) = (&result, format) {
+        result = out.write_all(if first { b"}\n" } else { b"\n}\n" });
+    }
+    match result.and_then(|()| out.flush()) {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write to stdout"),
     }
 }
 

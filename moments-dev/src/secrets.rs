@@ -1,37 +1,101 @@
 //! What counts as a secret, and how it is hidden.
 //!
 //! Secrets never reach stdout, stderr or a file unless the user passed
-//! `--show-secrets`. Known secret keys are listed here; keys the schema does
-//! not know are treated as secret when their name says so (the shared rule
-//! in `devctl_contract::secrets`).
+//! `--show-secrets`. Which typed settings are secret is decided by their
+//! types (see [`crate::settings::Secret`]), through the key table; keys the
+//! schema does not know are treated as secret when a part of their path says
+//! so (the shared words of `devctl_contract::secrets`). A parent key's value is
+//! redacted leaf by leaf, so `config get integrations` hides the token in it.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
 pub use devctl_contract::secrets::{redact_url_password, REDACTED};
 
+use crate::keys::KeyTable;
+use crate::settings::Secrecy;
+
 /// Vite variables whose values are secret.
 pub const SECRET_VITE_VARS: &[&str] = &["VITE_STYTCH_PUBLIC_TOKEN"];
-
-/// Config keys whose whole value is secret.
-const SECRET_KEYS: &[&str] = &["integrations.stytch.stytch-public-token"];
-
-/// Config keys holding a URL whose password is secret.
-const URL_PASSWORD_KEYS: &[&str] = &["sql.database-url"];
 
 pub fn is_secret_vite_var(name: &str) -> bool {
     SECRET_VITE_VARS.contains(&name)
 }
 
-/// The value of config `key` as it may be shown.
-pub fn redact_config_value(key: &str, value: &Value) -> Value {
-    if SECRET_KEYS.contains(&key) || devctl_contract::secrets::is_secret_name(key) {
-        return Value::String(REDACTED.into());
+/// The JSON text of config `key`'s value as it may be shown. Parsed only
+/// when something in it could be secret (the key, or a map inside a list).
+pub fn redact_json_text<'a>(table: &KeyTable, key: &str, text: &'a str) -> Cow<'a, str> {
+    let key_is_secret = table.secrecy(key).is_some() || secret_by_name(table, key);
+    if !key_is_secret && !text.contains('{') {
+        return Cow::Borrowed(text);
     }
-    match value {
-        Value::String(url) if URL_PASSWORD_KEYS.contains(&key) => {
-            Value::String(redact_url_password(url))
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => Cow::Owned(
+            serde_json::to_string(&redact_config_value(table, key, &value)).unwrap_or_default(),
+        ),
+        // Not JSON (cannot happen for stored values): show nothing of it.
+        Err(_) => Cow::Owned(serde_json::to_string(REDACTED).unwrap_or_default()),
+    }
+}
+
+/// The value of config `key` (a leaf or a parent) as it may be shown.
+pub fn redact_config_value(table: &KeyTable, key: &str, value: &Value) -> Value {
+    let mut shown = value.clone();
+    redact_in_place(table, &mut key.to_owned(), &mut shown);
+    shown
+}
+
+fn redact_in_place(table: &KeyTable, key: &mut String, value: &mut Value) {
+    match (table.secrecy(key), value) {
+        (Some(Secrecy::Whole), value) => *value = Value::String(REDACTED.into()),
+        (Some(Secrecy::UrlPassword), Value::String(url)) => *url = redact_password_of(url),
+        (Some(Secrecy::UrlPassword), value) => *value = Value::String(REDACTED.into()),
+        (None, value)
+            if !table.is_typed_leaf(key) && devctl_contract::secrets::is_secret_name(key) =>
+        {
+            *value = Value::String(REDACTED.into())
         }
-        other => other.clone(),
+        (None, Value::Object(map)) => {
+            for (name, inner) in map.iter_mut() {
+                let len = key.len();
+                if !key.is_empty() {
+                    key.push('.');
+                }
+                key.push_str(name);
+                redact_in_place(table, key, inner);
+                key.truncate(len);
+            }
+        }
+        // Maps inside lists are checked under the list's key.
+        (None, Value::Array(items)) => {
+            for item in items {
+                redact_in_place(table, key, item);
+            }
+        }
+        (None, _) => {}
+    }
+}
+
+/// A key the settings do not type is secret when any part of its path
+/// names a secret: `extra.credentials.pass` as well as `extra.api-token`, so
+/// `config dump` (leaf by leaf) hides what `config get extra.credentials`
+/// hides.
+fn secret_by_name(table: &KeyTable, key: &str) -> bool {
+    !table.is_typed_leaf(key) && key.split('.').any(devctl_contract::secrets::is_secret_name)
+}
+
+/// The URL with its password hidden; when the password cannot be told
+/// apart (an unencoded `/`, `?` or `#` in it), the whole URL is hidden.
+fn redact_password_of(url: &str) -> String {
+    let redacted = redact_url_password(url);
+    let userinfo_left = url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('@') && redacted == url);
+    if userinfo_left {
+        REDACTED.into()
+    } else {
+        redacted
     }
 }
 
@@ -55,15 +119,48 @@ mod tests {
 
     #[test]
     fn secret_keys_and_secret_looking_unknown_keys_are_hidden() {
+        let table = KeyTable::for_settings();
         let hidden = json!(REDACTED);
         assert_eq!(
-            redact_config_value("integrations.stytch.stytch-public-token", &json!("pt")),
+            redact_config_value(
+                &table,
+                "integrations.stytch.stytch-public-token",
+                &json!("pt")
+            ),
             hidden
         );
-        assert_eq!(redact_config_value("extra.api-secret", &json!("s")), hidden);
         assert_eq!(
-            redact_config_value("server.port", &json!(8083)),
+            redact_config_value(&table, "extra.api-secret", &json!("s")),
+            hidden
+        );
+        assert_eq!(
+            redact_config_value(&table, "server.port", &json!(8083)),
             json!(8083)
         );
+    }
+
+    #[test]
+    fn parents_are_redacted_leaf_by_leaf() {
+        let table = KeyTable::for_settings();
+        let config = json!({
+            "integrations": {"stytch": {"stytch-public-token": "pt", "stytch-hosted-url": "https://h"}},
+            "sql": {"database-url": "postgres://u:pw@db/x"},
+            "extra": {"list": [{"password": "p", "user": "u"}]},
+        });
+        assert_eq!(
+            redact_config_value(&table, "", &config),
+            json!({
+                "integrations": {"stytch": {"stytch-public-token": REDACTED, "stytch-hosted-url": "https://h"}},
+                "sql": {"database-url": "postgres://u:<redacted>@db/x"},
+                "extra": {"list": [{"password": REDACTED, "user": "u"}]},
+            })
+        );
+    }
+
+    #[test]
+    fn a_password_that_cannot_be_delimited_hides_the_whole_url() {
+        assert_eq!(redact_password_of("postgres://u:pa/ss@db/x"), REDACTED);
+        assert_eq!(redact_password_of("postgres://db/x"), "postgres://db/x");
+        assert_eq!(redact_password_of("not a url"), "not a url");
     }
 }

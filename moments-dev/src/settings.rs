@@ -5,10 +5,13 @@
 //! `platform.mento-service-identity-base-url`). The list of known keys, the
 //! env var names and the unknown-key warnings are all derived from these
 //! structs (see [`crate::keys`]), so adding a field here is the whole change.
+//! Secret values have their own types ([`Secret`], [`PasswordUrl`]): the key
+//! table reads the markers off the types, and redaction follows the table.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
@@ -53,9 +56,8 @@ pub struct IntegrationSettings {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct StytchSettings {
-    /// Secret: redacted unless `--show-secrets`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stytch_public_token: Option<String>,
+    pub stytch_public_token: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stytch_hosted_url: Option<String>,
 }
@@ -63,9 +65,8 @@ pub struct StytchSettings {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
 pub struct SqlSettings {
-    /// Its password is secret.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub database_url: Option<String>,
+    pub database_url: Option<PasswordUrl>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -159,4 +160,121 @@ pub struct ServiceCommand {
 pub struct PlanStep {
     pub cwd: String,
     pub command: Vec<String>,
+}
+
+/// How much of a setting's value is secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    /// The whole value.
+    Whole,
+    /// The password inside a URL (`postgres://user:<password>@host/db`).
+    UrlPassword,
+}
+
+impl Secrecy {
+    /// The name a secret type passes to `deserialize_newtype_struct`, which
+    /// is how [`crate::keys::KeyTable`] learns which keys are secret.
+    pub fn marker(self) -> &'static str {
+        match self {
+            Secrecy::Whole => "moments_dev::Secret",
+            Secrecy::UrlPassword => "moments_dev::PasswordUrl",
+        }
+    }
+
+    pub fn from_marker(name: &str) -> Option<Secrecy> {
+        [Secrecy::Whole, Secrecy::UrlPassword]
+            .into_iter()
+            .find(|secrecy| secrecy.marker() == name)
+    }
+}
+
+/// A secret string: shown only with `--show-secrets`; `Debug` hides it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Secret(String);
+
+/// A URL whose password is secret (the rest of it is not).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PasswordUrl(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The real value, for the places that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PasswordUrl {
+    pub fn new(value: impl Into<String>) -> PasswordUrl {
+        PasswordUrl(value.into())
+    }
+
+    /// The whole URL, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(devctl_contract::secrets::REDACTED)
+    }
+}
+
+impl fmt::Debug for PasswordUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&devctl_contract::secrets::redact_url_password(&self.0))
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl Serialize for PasswordUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        marked_string(deserializer, Secrecy::Whole).map(Secret)
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        marked_string(deserializer, Secrecy::UrlPassword).map(PasswordUrl)
+    }
+}
+
+/// A string announced as a newtype named after its secrecy.
+fn marked_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    secrecy: Secrecy,
+) -> Result<String, D::Error> {
+    struct Marked;
+    impl<'de> serde::de::Visitor<'de> for Marked {
+        type Value = String;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_newtype_struct<D: Deserializer<'de>>(self, inner: D) -> Result<String, D::Error> {
+            String::deserialize(inner)
+        }
+
+        // Deserializers that do not model newtypes hand over the string itself.
+        fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<String, E> {
+            Ok(value.to_owned())
+        }
+    }
+    deserializer.deserialize_newtype_struct(secrecy.marker(), Marked)
 }

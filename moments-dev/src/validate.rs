@@ -3,19 +3,21 @@
 //! Each check is a function that appends errors and warnings (every one with
 //! a `fix` naming the YAML file to edit and the env var to set) and returns
 //! its outcome. The checks that touch the machine (`ports`, `db`, `health`)
-//! use short timeouts so validation never hangs.
+//! use short timeouts so validation never hangs. They block: async callers
+//! run [`validate`] on a blocking thread (`spawn_blocking`).
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
 use devctl_contract::manifest::DevManifest;
 use devctl_contract::report::{CheckOutcome, ReportIssue, ValidationReport};
+use devctl_support::http::{get_blocking, HttpError};
 use url::Url;
 
 use crate::config::LoadedConfig;
 use crate::manifest::backend_health_url;
+use crate::settings::PasswordUrl;
 
 /// Every check, in the order it runs.
 pub const CHECKS: [&str; 7] = [
@@ -179,7 +181,13 @@ impl Run {
         {
             self.check_http_url(config, HOSTED_URL, url);
         }
-        if let Some(url) = config.settings.sql.database_url.as_deref() {
+        if let Some(url) = config
+            .settings
+            .sql
+            .database_url
+            .as_ref()
+            .map(PasswordUrl::expose)
+        {
             if let Err(reason) = Url::parse(url) {
                 self.error(
                     "invalid-url",
@@ -406,7 +414,13 @@ impl Run {
 
     fn db(&mut self, inputs: &Inputs<'_>) -> Outcome {
         let config = inputs.config;
-        let Some(url) = config.settings.sql.database_url.as_deref() else {
+        let Some(url) = config
+            .settings
+            .sql
+            .database_url
+            .as_ref()
+            .map(PasswordUrl::expose)
+        else {
             return Outcome::Skipped(format!("{DATABASE_URL} is not set"));
         };
         let Ok(parsed) = Url::parse(url) else {
@@ -437,23 +451,38 @@ impl Run {
                 "the backend is not running (nothing listens on 127.0.0.1:{port})"
             ));
         }
-        let url = backend_health_url(port);
-        match http_get_status("127.0.0.1", port, crate::manifest::HEALTH_PATH) {
-            Ok(status) if (200..300).contains(&status) => {}
-            Ok(status) => self.error(
+        // The URL devctl will probe (http or https), so the two never disagree.
+        let url = inputs
+            .manifest
+            .services
+            .iter()
+            .find(|service| service.name == "backend")
+            .and_then(|service| service.health.as_ref()?.url.clone())
+            .unwrap_or_else(|| backend_health_url(port));
+        match get_blocking(&url, NETWORK_TIMEOUT) {
+            Ok(answer) if answer.is_success() => {}
+            Ok(answer) => self.error(
                 "unhealthy",
-                format!("GET {url} answered {status}"),
+                format!("GET {url} answered {}", answer.status),
                 "look at the backend's log; something listens on server.port but is not healthy"
                     .into(),
             ),
-            Err(err) => self.error(
-                "unhealthy",
-                format!("GET {url} failed: {err}"),
-                format!(
-                    "check what listens on port {port}, or {}",
-                    config.fix_for("server.port")
-                ),
-            ),
+            Err(err) => {
+                let reason = match err {
+                    HttpError::Timeout { after, .. } => {
+                        format!("no answer within {} ms", after.as_millis())
+                    }
+                    HttpError::BadUrl { reason, .. } | HttpError::Failed { reason, .. } => reason,
+                };
+                self.error(
+                    "unhealthy",
+                    format!("GET {url} failed: {reason}"),
+                    format!(
+                        "check what listens on port {port}, or {}",
+                        config.fix_for("server.port")
+                    ),
+                )
+            }
         }
         Outcome::Ran
     }
@@ -515,41 +544,4 @@ fn connect(host: &str, port: u16) -> std::io::Result<TcpStream> {
         }
     }
     Err(last)
-}
-
-/// A minimal `GET` that returns the status code; enough for a local probe.
-fn http_get_status(host: &str, port: u16, path: &str) -> std::io::Result<u16> {
-    let mut stream = connect(host, port)?;
-    stream.set_read_timeout(Some(NETWORK_TIMEOUT))?;
-    stream.set_write_timeout(Some(NETWORK_TIMEOUT))?;
-    // One write: a server may answer and close as soon as it has a request line.
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut head = [0u8; 64];
-    let mut len = 0;
-    while len < head.len() {
-        let read = stream.read(&mut head[len..])?;
-        if read == 0 {
-            break;
-        }
-        len += read;
-        if head[..len].contains(&b'\n') {
-            break;
-        }
-    }
-    let line = String::from_utf8_lossy(&head[..len]);
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .filter(|_| line.starts_with("HTTP/"))
-        .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!(
-                    "not an HTTP answer: {:?}",
-                    line.lines().next().unwrap_or("")
-                ),
-            )
-        })
 }

@@ -34,7 +34,11 @@ pub fn derive_vite_env(settings: &MomentsSettings) -> ViteEnv {
         "VITE_IDENTITY_SERVICE_URL",
         &platform.mento_service_identity_base_url,
     );
-    put("VITE_STYTCH_PUBLIC_TOKEN", &stytch.stytch_public_token);
+    let token = stytch
+        .stytch_public_token
+        .as_ref()
+        .map(|t| t.expose().to_owned());
+    put("VITE_STYTCH_PUBLIC_TOKEN", &token);
     put("VITE_STYTCH_HOSTED_URL", &stytch.stytch_hosted_url);
     env
 }

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{moments_dev, stderr_of, stdout_of, RepoCopy, STATIC_CHECKS};
+use common::{moments_dev, serve_health, stderr_of, stdout_of, RepoCopy, STATIC_CHECKS};
 use devctl_contract::manifest::DevManifest;
 use devctl_contract::report::ValidationReport;
 use predicates::prelude::*;
@@ -267,6 +266,82 @@ fn secrets_stay_hidden_unless_asked_for() {
     repo.cmd(&["dev", "config", "get", "sql.database-url", "--show-secrets"])
         .assert()
         .stdout(predicate::str::contains(DB_PASSWORD));
+}
+
+#[test]
+fn parent_keys_redact_the_secrets_nested_in_them() {
+    let repo = RepoCopy::new();
+    repo.write(
+        "config/app/local.yaml",
+        &format!(
+            "integrations:\n  stytch:\n    stytch-public-token: {TOKEN}\n\
+             extra:\n  api-token: odd-secret-1\n  nested:\n    db-password: odd-secret-2\n\
+             \x20 list:\n    - password: odd-secret-3\n      user: kept-user\n\
+             \x20 credentials:\n    user: kept-user\n    pass: odd-secret-4\n"
+        ),
+    );
+    let secrets = [
+        TOKEN,
+        DB_PASSWORD,
+        "odd-secret-1",
+        "odd-secret-2",
+        "odd-secret-3",
+    ];
+    let hidden: &[&[&str]] = &[
+        &["dev", "config", "get", "integrations"],
+        &["dev", "config", "get", "integrations.stytch"],
+        &["dev", "config", "get", "sql"],
+        &["dev", "config", "get", "extra"],
+        &["dev", "config", "get", "extra.nested"],
+        &["dev", "config", "get", "extra.credentials"],
+        &["dev", "config", "get", "extra.credentials.pass"],
+        &["dev", "config", "dump"],
+        &["dev", "config", "dump", "--format", "json", "--show-origin"],
+    ];
+    for args in hidden {
+        let output = repo.cmd(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}");
+        let all = format!("{}{}", stdout_of(&output), stderr_of(&output));
+        for secret in secrets {
+            assert!(!all.contains(secret), "{args:?} leaked {secret}:\n{all}");
+        }
+    }
+    let sql = stdout_of(&repo.cmd(&["dev", "config", "get", "sql"]).output().unwrap());
+    assert!(
+        sql.contains("postgres://moments:<redacted>@127.0.0.1:5432"),
+        "{sql}"
+    );
+    let extra = stdout_of(
+        &repo
+            .cmd(&["dev", "config", "get", "extra"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        extra.contains("kept-user"),
+        "only secrets are hidden: {extra}"
+    );
+
+    for (key, secret) in [
+        ("integrations", TOKEN),
+        ("sql", DB_PASSWORD),
+        ("extra", "odd-secret-3"),
+    ] {
+        repo.cmd(&["dev", "config", "get", key, "--show-secrets"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(secret));
+    }
+
+    // A password the URL rules cannot delimit is hidden with the whole URL.
+    let odd_url = "sql.database-url=postgres://app:pa/ss@db.internal/x";
+    let shown = stdout_of(
+        &repo
+            .cmd(&["dev", "config", "get", "sql", "--set", odd_url])
+            .output()
+            .unwrap(),
+    );
+    assert!(!shown.contains("pa/ss"), "{shown}");
 }
 
 #[test]
@@ -621,31 +696,7 @@ fn validate_health_probes_a_running_backend() {
 #[test]
 fn validate_health_fails_when_the_port_answers_but_not_healthy() {
     let repo = RepoCopy::new();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        // Skip the liveness connect; answer the first real request with 503.
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut request = Vec::new();
-            let mut buf = [0u8; 512];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            if request.starts_with(b"GET /rpc/v1/health ") {
-                stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-                    .unwrap();
-                return;
-            }
-        }
-    });
+    let (port, server) = serve_health("503 Service Unavailable", 0);
     let port_flag = format!("server.port={port}");
     let output = repo
         .cmd(&[
@@ -657,7 +708,33 @@ fn validate_health_fails_when_the_port_answers_but_not_healthy() {
     let report = report_of(&output);
     assert_eq!(report.errors[0].code, "health.unhealthy");
     assert!(report.errors[0].message.contains("503"), "{report:#?}");
-    server.join().unwrap();
+    let _ = server.join().unwrap();
+}
+
+#[test]
+fn validate_health_reads_the_whole_answer_and_closes_the_connection_cleanly() {
+    // A probe that reads only the status line and drops the socket makes the
+    // server see a reset (the example backend used to log a
+    // ConnectionResetError traceback on most starts).
+    let repo = RepoCopy::new();
+    let (port, server) = serve_health("200 OK", 64 * 1024);
+    let port_flag = format!("server.port={port}");
+    let output = repo
+        .cmd(&[
+            "dev", "validate", "--format", "json", "--check", "health", "--set", &port_flag,
+        ])
+        .output()
+        .unwrap();
+    let report = report_of(&output);
+    assert!(
+        report.checks["health"].ok && !report.checks["health"].skipped,
+        "{report:#?}"
+    );
+    let closed = server.join().unwrap();
+    assert!(
+        matches!(closed, Ok(0)),
+        "the server saw {closed:?} instead of a clean close"
+    );
 }
 
 #[test]

@@ -273,7 +273,7 @@ fn every_layering_case_resolves_as_viper_would() {
                 continue;
             }
         };
-        let got = config.get(case.key).cloned();
+        let got = config.get(case.key);
         if got != case.expect {
             failures.push(format!(
                 "{}: {} = {got:?}, expected {:?}",

@@ -167,6 +167,28 @@ async fn validate_run_reports_errors_with_their_fix() {
 }
 
 #[tokio::test]
+async fn validate_run_probes_the_backend_health_from_inside_the_plugin() {
+    // The plugin serves ops on an async runtime: the health probe must work
+    // there too (a blocking client started inside it would panic).
+    let repo = RepoCopy::new();
+    let (port, server) = common::serve_health("503 Service Unavailable", 0);
+    repo.write(
+        "config/app/local.yaml",
+        &format!("server:\n  port: {port}\n"),
+    );
+    let client = plugin(&repo, false).await;
+    let (report, _) = client
+        .call_as::<ValidateOutput>("validate.run", json!({"checks": ["health"]}), CALL)
+        .await
+        .unwrap();
+    assert!(!report.valid, "{report:?}");
+    assert_eq!(report.errors[0].code, "health.unhealthy");
+    assert!(report.errors[0].message.contains("503"), "{report:?}");
+    let _ = server.join().unwrap();
+    client.close().await;
+}
+
+#[tokio::test]
 async fn build_runs_the_plans_and_honours_the_step_selection() {
     let repo = RepoCopy::new();
     let client = plugin(&repo, false).await;

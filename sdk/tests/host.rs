@@ -318,14 +318,28 @@ async fn a_stderr_flood_before_the_handshake_does_not_block_the_plugin() {
 }
 
 #[tokio::test]
-async fn an_answer_with_the_wrong_id_is_dropped_and_the_call_times_out() {
+async fn an_answer_with_an_id_never_sent_fails_the_call_at_once_and_names_the_id() {
     let client = start("wrong-id").await;
+    let started = Instant::now();
+    // A generous timeout: the call must not wait for it.
     let err = client
-        .call("ping", json!({}), Duration::from_millis(300))
+        .call("ping", json!({}), Duration::from_secs(30))
         .await
         .unwrap_err();
-    assert_eq!(err.code, ErrorCode::Timeout);
-    assert!(client.failure().is_none(), "a stray response is not fatal");
+    println!(
+        "answer with a bogus id: call failed after {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(err.code, ErrorCode::Runtime, "{err}");
+    assert!(err.message.contains("\"not-yours\""), "{}", err.message);
+    assert!(err.message.contains("never sent"), "{}", err.message);
+    let details = err.details.as_ref().expect("details");
+    assert_eq!(details["request_id"], "not-yours");
+    assert_eq!(cause(&err), Some("E_PROTOCOL_UNEXPECTED_FRAME"));
+    // The connection is done for: later calls fail with the same cause.
+    assert!(client.failure().is_some());
+    let again = client.call("ping", json!({}), CALL).await.unwrap_err();
+    assert!(again.message.contains("not-yours"), "{}", again.message);
     close_cleanly(client).await;
 }
 
@@ -417,6 +431,43 @@ async fn a_consumer_that_does_not_read_never_blocks_calls() {
     assert!(received <= 16 + 1);
     drop(stream);
     close_cleanly(client).await;
+}
+
+#[tokio::test]
+async fn close_within_a_budget_kills_a_plugin_that_ignores_sigterm() {
+    // `hang` ignores SIGTERM and stdin EOF; the default graces would cost
+    // 500 ms + 2 s. With a budget, SIGKILL comes once it is spent.
+    let client = Client::start(&fixture("hang"), RequestMeta::default(), quiet())
+        .await
+        .unwrap();
+    let pgid = client.pgid().expect("a real process");
+    let before = group_members(pgid);
+    assert!(before.len() >= 2, "the plugin and its child: {before:?}");
+    let started = Instant::now();
+    let report = client.close_within(Duration::from_millis(300)).await;
+    println!(
+        "close_within(300 ms) of a SIGTERM-ignoring plugin took {} ms",
+        started.elapsed().as_millis()
+    );
+    assert_eq!(report.how, "killed");
+    assert!(report.leftover.is_empty(), "{:?}", report.leftover);
+    assert!(
+        group_members(pgid).is_empty(),
+        "group {pgid} still has members"
+    );
+    for pid in before {
+        let pid = i32::try_from(pid).unwrap();
+        assert!(!Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+    }
+}
+
+#[tokio::test]
+async fn close_within_a_budget_lets_a_good_plugin_exit_by_itself() {
+    let client = start("good").await;
+    let pgid = client.pgid().expect("a real process");
+    let report = client.close_within(Duration::from_millis(600)).await;
+    assert_eq!((report.how, report.exit_code), ("exited", Some(0)));
+    assert!(group_members(pgid).is_empty());
 }
 
 #[tokio::test]

@@ -89,9 +89,28 @@ impl Prober {
     }
 }
 
-/// `GET url` from synchronous code (its own small runtime; never call it
-/// from inside an async task).
+/// `GET url` from synchronous code, on its own small runtime. Called from
+/// inside an async runtime (where starting another would panic), the probe
+/// runs on a short-lived thread instead; the caller's thread still blocks, so
+/// async code should prefer [`Prober::get`] or `spawn_blocking`.
 pub fn get_blocking(url: &str, timeout: Duration) -> Result<Answer, HttpError> {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|scope| {
+            scope
+                .spawn(|| get_on_own_runtime(url, timeout))
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(HttpError::Failed {
+                        url: url.to_owned(),
+                        reason: "the probe thread failed".into(),
+                    })
+                })
+        });
+    }
+    get_on_own_runtime(url, timeout)
+}
+
+fn get_on_own_runtime(url: &str, timeout: Duration) -> Result<Answer, HttpError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -197,6 +216,95 @@ mod tests {
         );
         let bad = get_blocking("ftp://x/", Duration::from_secs(1)).unwrap_err();
         assert!(matches!(bad, HttpError::BadUrl { .. }), "{bad}");
+    }
+
+    #[tokio::test]
+    async fn the_blocking_get_works_even_when_called_inside_a_runtime() {
+        // A caller inside an async task must not panic ("cannot start a
+        // runtime from within a runtime"); it gets its answer.
+        let (port, server) = serve_once("200 OK");
+        let answer =
+            get_blocking(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(5)).unwrap();
+        assert_eq!(answer.status, 200);
+        server.join().unwrap().unwrap();
+    }
+
+    /// A self-signed https server (python3 + openssl), answering 200 once.
+    fn serve_https_once(dir: &std::path::Path) -> Option<(u16, std::process::Child)> {
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let made = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .ok()?;
+        if !made.success() {
+            return None;
+        }
+        let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"ok":true}'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), H)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[1], sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.handle_request()
+"#;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&cert)
+            .arg(&key)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).ok()?;
+        match line.trim().parse() {
+            Ok(port) => Some((port, child)),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+
+    #[test]
+    fn https_is_probed_too_even_with_a_self_signed_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let Some((port, mut server)) = serve_https_once(dir.path()) else {
+            assert!(
+                std::env::var("DEVCTL_NO_SKIP").as_deref() != Ok("1"),
+                "python3 and openssl are needed for the https probe test"
+            );
+            println!("SKIPPED: python3 or openssl cannot serve https here");
+            return;
+        };
+        let answer = get_blocking(
+            &format!("https://127.0.0.1:{port}/rpc/v1/health"),
+            Duration::from_secs(10),
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+        let answer = answer.unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, r#"{"ok":true}"#);
     }
 
     #[test]

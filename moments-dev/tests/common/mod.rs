@@ -71,3 +71,41 @@ pub fn stdout_of(output: &std::process::Output) -> String {
 pub fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8(output.stderr.clone()).expect("utf-8 stderr")
 }
+
+/// A stand-in backend on 127.0.0.1 that answers the first
+/// `GET /rpc/v1/health` with `status` and a body of `body_len` bytes (other
+/// connections, like a liveness connect, are skipped), then waits for the
+/// client to close. The thread returns what that last read saw: `Ok(0)` is
+/// a clean close, an error a reset.
+pub fn serve_health(
+    status: &'static str,
+    body_len: usize,
+) -> (u16, std::thread::JoinHandle<std::io::Result<usize>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || -> std::io::Result<usize> {
+        for stream in listener.incoming() {
+            let mut stream = stream?;
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+            let mut request = Vec::new();
+            let mut buf = [0u8; 512];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                    _ => break,
+                }
+            }
+            if !request.starts_with(b"GET /rpc/v1/health ") {
+                continue;
+            }
+            let body = "y".repeat(body_len);
+            stream.write_all(
+                format!("HTTP/1.1 {status}\r\nContent-Length: {body_len}\r\n\r\n{body}").as_bytes(),
+            )?;
+            return stream.read(&mut buf);
+        }
+        Ok(0)
+    });
+    (port, server)
+}

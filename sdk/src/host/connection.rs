@@ -1,9 +1,14 @@
 //! The host's view of one plugin's stdout after the handshake: route each
 //! response to its pending call by request id, each event to its stream, and
-//! apply the fatal-frame rules (DESIGN §2.5). Late or unknown responses are
-//! dropped. The reader never waits for a consumer, so it cannot deadlock.
+//! apply the fatal-frame rules (DESIGN §2.5). The connection issues the
+//! request ids (`<plugin-id>-<n>`), so it can tell a late answer (an id it
+//! sent and gave up on: dropped) from an answer to an id it never sent (a
+//! protocol violation: fatal, so no call waits out its timeout for an answer
+//! that went astray). The reader never waits for a consumer, so it cannot
+//! deadlock.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use devctl_contract::protocol::{decode_frame, Event, Frame, FrameError, Response};
@@ -23,6 +28,10 @@ pub(crate) type Reply = Result<Response, Fatal>;
 pub(crate) struct Connection {
     routes: Mutex<Routes>,
     stream_capacity: usize,
+    /// `<plugin-id>-`: every request id starts with it.
+    id_prefix: String,
+    /// Request ids issued so far (ids are numbered from 1).
+    issued: AtomicU64,
 }
 
 #[derive(Default)]
@@ -33,22 +42,35 @@ struct Routes {
 }
 
 impl Connection {
-    pub fn new(stream_capacity: usize) -> Connection {
+    pub fn new(plugin_id: &str, stream_capacity: usize) -> Connection {
         Connection {
             routes: Mutex::new(Routes::default()),
             stream_capacity,
+            id_prefix: format!("{plugin_id}-"),
+            issued: AtomicU64::new(0),
         }
     }
 
-    /// Registers a pending call; fails with the cause once the connection died.
-    pub fn register(&self, request_id: String) -> Result<oneshot::Receiver<Reply>, Fatal> {
+    /// Issues the next request id and registers a pending call for it;
+    /// fails with the cause once the connection died.
+    pub fn register(&self) -> Result<(String, oneshot::Receiver<Reply>), Fatal> {
         let mut routes = lock(&self.routes);
         if let Some(fatal) = &routes.fatal {
             return Err(fatal.clone());
         }
+        let number = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let request_id = format!("{}{number}", self.id_prefix);
         let (tx, rx) = oneshot::channel();
-        routes.pending.insert(request_id, tx);
-        Ok(rx)
+        routes.pending.insert(request_id.clone(), tx);
+        Ok((request_id, rx))
+    }
+
+    /// Whether `request_id` is one this connection issued.
+    fn issued(&self, request_id: &str) -> bool {
+        request_id
+            .strip_prefix(&self.id_prefix)
+            .and_then(|number| number.parse::<u64>().ok())
+            .is_some_and(|number| number >= 1 && number <= self.issued.load(Ordering::Relaxed))
     }
 
     /// Forgets a pending call (after its timeout): a late answer is dropped.
@@ -96,17 +118,32 @@ impl Connection {
         }
     }
 
-    fn route_response(&self, response: Response) {
+    /// Hands a response to its call. A late answer is dropped; an answer to
+    /// an id never sent is fatal.
+    fn route_response(&self, response: Response) -> Result<(), Fatal> {
         let waiter = lock(&self.routes).pending.remove(&response.request_id);
         match waiter {
             Some(waiter) => {
                 let _ = waiter.send(Ok(response));
             }
-            None => tracing::debug!(
+            None if self.issued(&response.request_id) => tracing::debug!(
                 request_id = %response.request_id,
-                "dropped a response nobody waits for (late, or an unknown id)"
+                "dropped a late response (its call already gave up)"
             ),
+            None => {
+                let shown: String = response.request_id.chars().take(120).collect();
+                return Err(Fatal {
+                    code: ErrorCode::UnexpectedFrame,
+                    message: format!(
+                        "the plugin answered request id {shown:?}, which this host never sent \
+                         (ids are {}<n>)",
+                        self.id_prefix
+                    ),
+                    request_id: Some(shown),
+                });
+            }
         }
+        Ok(())
     }
 
     fn route_event(&self, event: Event) {
@@ -140,18 +177,21 @@ pub(crate) async fn read_frames<R: AsyncBufRead + Unpin>(
                 break Fatal {
                     code: ErrorCode::Runtime,
                     message: "the plugin closed its stdout (it exited or crashed)".into(),
+                    request_id: None,
                 }
             }
             Err(LineError::TooLarge { limit }) => {
                 break Fatal {
                     code: ErrorCode::FrameTooLarge,
                     message: format!("the plugin sent a line longer than {limit} bytes"),
+                    request_id: None,
                 }
             }
             Err(LineError::Io(err)) => {
                 break Fatal {
                     code: ErrorCode::Runtime,
                     message: format!("cannot read the plugin's stdout: {err}"),
+                    request_id: None,
                 }
             }
         };
@@ -159,7 +199,11 @@ pub(crate) async fn read_frames<R: AsyncBufRead + Unpin>(
             continue;
         }
         match serde_json::from_slice::<Frame>(line) {
-            Ok(Frame::Response(response)) => connection.route_response(response),
+            Ok(Frame::Response(response)) => {
+                if let Err(fatal) = connection.route_response(response) {
+                    break fatal;
+                }
+            }
             Ok(Frame::Event(event)) => connection.route_event(event),
             Ok(other) => {
                 break Fatal {
@@ -168,6 +212,7 @@ pub(crate) async fn read_frames<R: AsyncBufRead + Unpin>(
                         "the plugin sent a {} frame after its handshake",
                         other.type_name()
                     ),
+                    request_id: None,
                 }
             }
             Err(_) => break classify_bad_line(line),
@@ -183,14 +228,17 @@ fn classify_bad_line(line: &[u8]) -> Fatal {
         Err(FrameError::InvalidJson(_)) => Fatal {
             code: ErrorCode::StdoutContamination,
             message: format!("the plugin wrote a non-frame line to stdout: {shown:?}"),
+            request_id: None,
         },
         Err(err) => Fatal {
             code: ErrorCode::UnexpectedFrame,
             message: format!("{err}: {shown:?}"),
+            request_id: None,
         },
         Ok(_) => Fatal {
             code: ErrorCode::UnexpectedFrame,
             message: format!("unreadable frame: {shown:?}"),
+            request_id: None,
         },
     }
 }

@@ -58,6 +58,8 @@ impl OpError {
 pub(crate) struct Fatal {
     pub code: ErrorCode,
     pub message: String,
+    /// The offending request id, when a response named one we never sent.
+    pub request_id: Option<String>,
 }
 
 impl Fatal {
@@ -69,6 +71,9 @@ impl Fatal {
             ErrorCode::Runtime,
             format!("plugin connection failed: {}: {}", self.code, self.message),
         )
-        .with_details(serde_json::json!({ "cause": self.code.as_str() }))
+        .with_details(match &self.request_id {
+            Some(id) => serde_json::json!({ "cause": self.code.as_str(), "request_id": id }),
+            None => serde_json::json!({ "cause": self.code.as_str() }),
+        })
     }
 }

@@ -6,7 +6,8 @@
 //! with `E_UNSUPPORTED` and writes nothing. Request metadata ([`RequestMeta`])
 //! is bound when the client is created; each call's deadline comes from its
 //! timeout. Errors are typed ([`OpError`]). [`Client::close`] stops the
-//! plugin as DESIGN §2.7 says and waits until its process group is empty;
+//! plugin as DESIGN §2.7 says and waits until its process group is empty
+//! ([`Client::close_within`] within a caller-given budget);
 //! dropping a client kills the group.
 
 mod connection;
@@ -16,7 +17,6 @@ pub mod raw;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,6 +99,11 @@ impl Default for HostOptions {
     }
 }
 
+/// After the group is gone, how long closing waits for the plugin's pipes
+/// to report EOF (a descendant that left the group may still hold them).
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+const MIN_DRAIN_WAIT: Duration = Duration::from_millis(50);
+
 /// Lines of plugin stderr kept for error messages.
 const STDERR_TAIL: usize = 20;
 /// Longest stderr line forwarded whole.
@@ -125,7 +130,6 @@ pub struct Client {
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     process: Option<ProcessGroup>,
     options: HostOptions,
-    next_id: AtomicU64,
 }
 
 impl Client {
@@ -223,7 +227,7 @@ impl Client {
                 .map_err(|message| {
                     OpError::new(plugin_id, "handshake", ErrorCode::InvalidHandshake, message)
                 })?;
-        let connection = Arc::new(Connection::new(options.stream_buffer));
+        let connection = Arc::new(Connection::new(plugin_id, options.stream_buffer));
         let (frames, writer) = spawn_writer(stdin);
         let reader = tokio::spawn(read_frames(connection.clone(), reader));
         Ok(Client {
@@ -238,7 +242,6 @@ impl Client {
             stderr_tail: Arc::new(Mutex::new(VecDeque::new())),
             process: None,
             options,
-            next_id: AtomicU64::new(0),
         })
     }
 
@@ -283,14 +286,9 @@ impl Client {
                 format!("plugin {} does not declare op {op:?}", self.id),
             ));
         }
-        let request_id = format!(
-            "{}-{}",
-            self.id,
-            self.next_id.fetch_add(1, Ordering::Relaxed) + 1
-        );
-        let answer = self
+        let (request_id, answer) = self
             .connection
-            .register(request_id.clone())
+            .register()
             .map_err(|fatal| fatal.to_error(&self.id, op))?;
         let request = Request {
             request_id: request_id.clone(),
@@ -405,16 +403,35 @@ impl Client {
 
     /// Closes stdin, gives the plugin `eof_grace` to exit, then SIGTERM,
     /// then SIGKILL, and waits until its process group is empty.
-    pub async fn close(mut self) -> CloseReport {
+    pub async fn close(self) -> CloseReport {
+        let (eof_grace, term_grace) = (self.options.eof_grace, self.options.term_grace);
+        self.shutdown(eof_grace, term_grace, DRAIN_WAIT).await
+    }
+
+    /// Like [`Client::close`], but the plugin gets at most `budget` to exit
+    /// (half of it, at most `eof_grace`, after stdin EOF, the rest after
+    /// SIGTERM); then its group is SIGKILLed. Still waits until the group is
+    /// empty. For commands that must stay prompt whatever a plugin does.
+    pub async fn close_within(self, budget: Duration) -> CloseReport {
+        let eof_grace = self.options.eof_grace.min(budget / 2);
+        let term_grace = self.options.term_grace.min(budget - eof_grace);
+        let drain = budget.clamp(MIN_DRAIN_WAIT, DRAIN_WAIT);
+        self.shutdown(eof_grace, term_grace, drain).await
+    }
+
+    /// Stops the plugin with these graces, then gives the stdout reader and
+    /// the stderr drain up to `drain` each to see their pipes close.
+    async fn shutdown(
+        mut self,
+        eof_grace: Duration,
+        term_grace: Duration,
+        drain: Duration,
+    ) -> CloseReport {
         let broken = self.connection.fatal().is_some();
         self.frames.take();
-        let eof_grace = if broken {
-            Duration::ZERO
-        } else {
-            self.options.eof_grace
-        };
+        let eof_grace = if broken { Duration::ZERO } else { eof_grace };
         let report = match self.process.as_mut() {
-            Some(process) => process.terminate(eof_grace, self.options.term_grace).await,
+            Some(process) => process.terminate(eof_grace, term_grace).await,
             None => CloseReport {
                 exit_code: None,
                 signal: None,
@@ -423,10 +440,10 @@ impl Client {
             },
         };
         self.writer.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(1), &mut self.reader).await;
+        let _ = tokio::time::timeout(drain, &mut self.reader).await;
         self.reader.abort();
         if let Some(stderr) = self.stderr.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), stderr).await;
+            let _ = tokio::time::timeout(drain, stderr).await;
         }
         report
     }

@@ -73,11 +73,17 @@ impl ProcessGroup {
         let mut status = self.wait_leader(eof_grace).await;
         if status.is_none() || !group_members(self.pgid).is_empty() {
             self.signal(Signal::SIGTERM);
+            // One grace for the leader and the rest of the group together.
+            let deadline = Instant::now() + term_grace;
             if status.is_none() {
                 how = "terminated";
                 status = self.wait_leader(term_grace).await;
             }
-            wait_until_empty(self.pgid, term_grace).await;
+            wait_until_empty(
+                self.pgid,
+                deadline.saturating_duration_since(Instant::now()),
+            )
+            .await;
         }
         if status.is_none() || !group_members(self.pgid).is_empty() {
             self.signal(Signal::SIGKILL);
