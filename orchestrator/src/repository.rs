@@ -253,3 +253,13 @@ pub async fn close_all(clients: Vec<Client>) {
     }
     while closing.join_next().await.is_some() {}
 }
+
+/// [`close_all`], each plugin getting at most `budget` before SIGKILL: for
+/// commands that must stay prompt whatever a plugin does on SIGTERM.
+pub async fn close_all_within(clients: Vec<Client>, budget: Duration) {
+    let mut closing = JoinSet::new();
+    for client in clients {
+        closing.spawn(client.close_within(budget));
+    }
+    while closing.join_next().await.is_some() {}
+}

@@ -365,3 +365,36 @@ fn plugins_check_runs_the_conformance_suite() {
         .stdout(predicate::str::contains("== good =="))
         .stdout(predicate::str::contains("handshake.in-time"));
 }
+
+#[test]
+fn plugins_that_ignore_sigterm_are_killed_after_the_close_budget_not_waited_for() {
+    for provider_is_stubborn in [false, true] {
+        let repo = Repo::with(&[
+            (
+                "tools",
+                10,
+                json!({"name": "tools", "commands": [{"name": "hello"}], "stubborn": provider_is_stubborn, "pidfile": "tools.pid"}),
+            ),
+            // Before the provider, so it has to answer (and runs) first.
+            (
+                "other",
+                5,
+                json!({"name": "other", "stubborn": true, "pidfile": "other.pid"}),
+            ),
+        ]);
+        let output = repo.devctl(&["hello"]).output().unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        for plugin in ["tools", "other"] {
+            let pid: i32 = std::fs::read_to_string(repo.root.join(format!("{plugin}.pid")))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            // devctl waited until each group was empty before it exited.
+            assert!(
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err(),
+                "{plugin} (stubborn provider: {provider_is_stubborn}) outlived the command"
+            );
+        }
+    }
+}

@@ -39,7 +39,7 @@ pub async fn run(
         .iter()
         .map(|(spec, _)| spec.name.clone())
         .collect();
-    devctl::repository::close_all(discovery.clients).await;
+    devctl::repository::close_all_within(discovery.clients, super::plugin_command::CLOSE_BUDGET).await;
     let Some((spec, plugin)) = found else {
         for warning in &discovery.warnings {
             eprintln!("warning: {warning}");

@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use devctl_contract::ops::{CommandRunOutput, ConfigMutateOutput, COMMAND_RUN, CONFIG_MUTATE};
 use devctl_contract::protocol::CommandSpec;
-use devctl::repository::{close_all, Repository};
+use devctl::repository::{close_all_within, Repository};
 use devctl_sdk::host::{Client, StderrSink};
 use serde_json::json;
 
@@ -123,6 +123,11 @@ impl OutputRouter {
 /// The startup budget of each plugin during discovery.
 pub const DISCOVERY_BUDGET: Duration = Duration::from_millis(500);
 
+/// How long a plugin started only to find commands (or one that has run its
+/// command) gets to exit before it is killed: a plugin that ignores SIGTERM
+/// must not make a command slow.
+pub const CLOSE_BUDGET: Duration = Duration::from_millis(100);
+
 /// The commands found, who provides each, and the running clients.
 pub struct Discovery {
     /// (command, providing plugin id), in run order, first provider only.
@@ -217,7 +222,7 @@ pub async fn run(mut repo: Repository, name: &str, argv: &[String]) -> anyhow::R
             None => {}
         }
     }
-    let closing = tokio::spawn(close_all(others));
+    let closing = tokio::spawn(close_all_within(others, CLOSE_BUDGET));
     let Some(client) = chosen else {
         let _ = closing.await;
         return Err(Usage(unknown_command(name, &known)).into());
@@ -235,7 +240,7 @@ pub async fn run(mut repo: Repository, name: &str, argv: &[String]) -> anyhow::R
     let result = client
         .call_as::<CommandRunOutput>(COMMAND_RUN, input, repo.timeout)
         .await;
-    client.close().await;
+    client.close_within(CLOSE_BUDGET).await;
     let _ = closing.await;
     let code = result?.0.exit_code;
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
@@ -294,7 +299,7 @@ pub async fn list(repo: &Repository, json: bool) -> anyhow::Result<u8> {
             );
         }
     }
-    close_all(discovery.clients).await;
+    close_all_within(discovery.clients, CLOSE_BUDGET).await;
     Ok(0)
 }
 
