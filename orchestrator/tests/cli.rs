@@ -398,3 +398,20 @@ fn plugins_that_ignore_sigterm_are_killed_after_the_close_budget_not_waited_for(
         }
     }
 }
+
+#[test]
+fn a_plugin_answering_ids_it_was_never_sent_is_named_not_waited_for() {
+    let repo = Repo::with(&[(
+        "liar",
+        10,
+        json!({"name": "liar", "services": [], "wrong_ids": true}),
+    )]);
+    let output = repo.devctl(&["plan"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains("which this host never sent") && text.contains("not-liar-1"),
+        "{text}"
+    );
+    assert!(!text.contains("no answer"), "it was not a timeout: {text}");
+}
