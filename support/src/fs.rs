@@ -126,19 +126,7 @@ impl PrivateDir {
     }
 
     fn adopt(fd: OwnedFd, path: &Path) -> Result<PrivateDir, FsError> {
-        let stat = fstat(&fd).map_err(|errno| FsError::io("inspect", path, errno))?;
-        let me = Uid::effective().as_raw();
-        if stat.st_uid != me {
-            return Err(FsError::NotOwned {
-                path: path.to_path_buf(),
-                owner: stat.st_uid,
-                me,
-            });
-        }
-        if stat.st_mode & 0o7777 != PRIVATE_DIR {
-            fchmod(&fd, Mode::from_bits_truncate(PRIVATE_DIR))
-                .map_err(|errno| FsError::io("change the mode of", path, errno))?;
-        }
+        make_private(&fd, path, PRIVATE_DIR)?;
         Ok(PrivateDir {
             fd,
             path: path.to_path_buf(),
@@ -210,7 +198,7 @@ impl PrivateDir {
         .map_err(|errno| FsError::from_open("open", &path, errno))?;
         require_regular(&fd, &path)?;
         clear_nonblock(&fd, &path)?;
-        private_mode(&fd, &path)?;
+        make_private(&fd, &path, PRIVATE_FILE)?;
         Ok(File::from(fd))
     }
 
@@ -371,7 +359,8 @@ fn clear_nonblock(fd: &OwnedFd, path: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
-fn private_mode(fd: &OwnedFd, path: &Path) -> Result<(), FsError> {
+/// Refuses what another user owns; sets `mode` (whatever the umask made).
+fn make_private(fd: &OwnedFd, path: &Path, mode: u32) -> Result<(), FsError> {
     let stat = fstat(fd).map_err(|errno| FsError::io("inspect", path, errno))?;
     let me = Uid::effective().as_raw();
     if stat.st_uid != me {
@@ -381,8 +370,8 @@ fn private_mode(fd: &OwnedFd, path: &Path) -> Result<(), FsError> {
             me,
         });
     }
-    if stat.st_mode & 0o7777 != PRIVATE_FILE {
-        fchmod(fd, Mode::from_bits_truncate(PRIVATE_FILE))
+    if stat.st_mode & 0o7777 != mode {
+        fchmod(fd, Mode::from_bits_truncate(mode))
             .map_err(|errno| FsError::io("change the mode of", path, errno))?;
     }
     Ok(())
