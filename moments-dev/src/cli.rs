@@ -56,6 +56,11 @@ pub enum Group {
     /// The dev contract commands.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// Print the shell completion script: `source <(moments-dev completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -527,6 +527,14 @@ fn write_vite_env(
     output: Option<&String>,
 ) -> Result<i32, OpError> {
     let target = match output {
+        // `--help` and friends are devctl's to answer; as a file name here
+        // they would be a file holding the token, named like a flag.
+        Some(path) if path.starts_with('-') => {
+            eprintln!(
+                "vite-env: {path:?} looks like a flag, not a file; usage: vite-env [PATH] (default: the web app's .env.local); write ./{path} for a file named so"
+            );
+            return Ok(2);
+        }
         Some(path) => config.repo_root.join(path),
         None => config
             .repo_root

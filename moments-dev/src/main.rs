@@ -33,6 +33,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Group::Completion { shell } = cli.group {
+        use clap::CommandFactory;
+        let mut command = Cli::command();
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut command, "moments-dev", &mut script);
+        emit(&String::from_utf8_lossy(&script))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
@@ -55,7 +63,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         sets: cli.config.sets.clone(),
         env,
     };
-    let Group::Dev(command) = cli.group;
+    let Group::Dev(command) = cli.group else {
+        bail!("no command given; see `moments-dev --help`");
+    };
     if let DevCommand::Plugin = command {
         return Ok(moments_dev::dev_plugin::run(request));
     }

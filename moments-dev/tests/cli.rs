@@ -752,3 +752,16 @@ fn help_teaches_the_layering_and_the_exit_codes() {
         .stdout(predicate::str::contains("eval"));
     moments_dev().args(["dev", "frobnicate"]).assert().code(2);
 }
+
+#[test]
+fn completion_scripts_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = moments_dev().args(["completion", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains("vite-env") && script.contains("manifest"),
+            "{shell}: {script}"
+        );
+    }
+}

@@ -337,6 +337,25 @@ async fn the_vite_env_command_writes_the_dotenv_file_whole() {
 }
 
 #[tokio::test]
+async fn vite_env_refuses_a_path_that_looks_like_a_flag() {
+    let repo = RepoCopy::new();
+    let client = plugin(&repo, false).await;
+    for flag in ["--help", "-h", "--force"] {
+        let reply = client
+            .call(
+                "command.run",
+                json!({"name": "vite-env", "argv": [flag], "config": {}}),
+                CALL,
+            )
+            .await
+            .unwrap();
+        assert_eq!(reply.output, json!({"exit_code": 2}), "{flag}");
+        assert!(!repo.root.join(flag).exists(), "wrote a file named {flag}");
+    }
+    client.close().await;
+}
+
+#[tokio::test]
 async fn doctor_exit_code_follows_validity() {
     let repo = RepoCopy::new();
     repo.write(

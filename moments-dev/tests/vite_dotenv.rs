@@ -70,13 +70,7 @@ fn generated(count: usize) -> Vec<String> {
 #[test]
 fn vite_load_env_reads_back_every_value_we_write() {
     let Some(dirs) = std::env::var_os("VITE_ROUNDTRIP_DIRS") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set VITE_ROUNDTRIP_DIRS (see .ci/run)"
-        );
-        eprintln!(
-            "skipped: set VITE_ROUNDTRIP_DIRS to Vite installs to run this test (see .ci/run)"
-        );
+        e2e::skip("the Vite round trip needs VITE_ROUNDTRIP_DIRS (Vite installs; .ci/run sets it)");
         return;
     };
 

@@ -242,14 +242,12 @@ fn parse(
             )
         });
     let mut warnings: Vec<String> = strictness_warning.into_iter().collect();
-    warnings.extend(raw.other.keys()
-        .map(|key| {
-            format!(
-                "{}: `{key}` is not used by this devctl (ignored)",
-                path.display()
-            )
-        })
-        );
+    warnings.extend(raw.other.keys().map(|key| {
+        format!(
+            "{}: `{key}` is not used by this devctl (ignored)",
+            path.display()
+        )
+    }));
     let mut plugins = Vec::new();
     let mut seen = BTreeMap::new();
     for (index, plugin) in raw.plugins.into_iter().enumerate() {

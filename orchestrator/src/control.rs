@@ -73,13 +73,12 @@ pub async fn send(
 ) -> Result<Reply, ControlError> {
     let socket = dir.socket_path();
     let exchange = async {
-        let stream =
-            UnixStream::connect(&socket)
-                .await
-                .map_err(|error| ControlError::Connect {
-                    socket: dir.path().join("control.sock").display().to_string(),
-                    error,
-                })?;
+        let stream = UnixStream::connect(&socket)
+            .await
+            .map_err(|error| ControlError::Connect {
+                socket: dir.path().join("control.sock").display().to_string(),
+                error,
+            })?;
         check_peer(&stream)?;
         let mut stream = BufReader::new(stream);
         let mut line =

@@ -45,7 +45,10 @@ pub enum RepoError {
     #[error("cannot read the current directory: {0}")]
     Cwd(std::io::Error),
     #[error("--repo-root {}: {error}\n  fix: give the directory of a repo (the one holding .devctl.yaml)", path.display())]
-    Root { path: PathBuf, error: std::io::Error },
+    Root {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("--config {}: no such file\n  fix: give the path of a .devctl.yaml (relative paths start at the repo root)", .0.display())]
     ConfigMissing(PathBuf),
     #[error(transparent)]

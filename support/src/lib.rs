@@ -6,9 +6,11 @@
 //! - [`http`]: `GET` for readiness and health checks (reqwest, http and
 //!   https, the answer read whole, no proxy).
 //! - [`yaml`]: a YAML error's `file:line:column: message`;
-//! - [`measure`]: bench statistics that refuse a sample not measured.
+//! - [`measure`]: bench statistics that refuse a sample not measured;
+//! - [`testing`]: how a test that cannot run says so.
 
 pub mod fs;
 pub mod http;
 pub mod measure;
+pub mod testing;
 pub mod yaml;

@@ -58,6 +58,8 @@ fn build(package: &str, kind: &str, name: &str) -> PathBuf {
     }
 }
 
+pub use devctl_support::testing::skip;
+
 /// PATH for the programs tests start, with the real Python interpreter's
 /// directory first: a version manager's `python3` shim (pyenv's is a shell
 /// script) can cost more than a plugin's whole 500 ms start-up budget on a

@@ -32,16 +32,29 @@ fn plugin(id: &str, mode: &str, extra: &str) -> String {
 #[test]
 fn the_go_example_config_with_no_services_comes_up_and_down() {
     // The shape of the Go project's .devctl.example.yaml.
-    let repo = go_repo(&format!("plugins:\n{}", plugin("ok", "ok", "    priority: 10\n")));
+    let repo = go_repo(&format!(
+        "plugins:\n{}",
+        plugin("ok", "ok", "    priority: 10\n")
+    ));
     let up = repo.devctl(&["up", "-d"]);
     assert!(up.status.success(), "{}", stderr(&up));
-    assert!(stderr(&up).contains("0 service(s) ready"), "{}", stderr(&up));
+    assert!(
+        stderr(&up).contains("0 service(s) ready"),
+        "{}",
+        stderr(&up)
+    );
     let status: Value = serde_json::from_slice(&repo.devctl(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["running"], Value::Bool(true));
     let down = repo.devctl(&["down"]);
     assert!(down.status.success());
-    assert!(stdout(&down).contains("stopped the supervisor"), "{}", stdout(&down));
-    assert!(repo.wait_for_nothing_left(Duration::from_secs(3)).is_empty());
+    assert!(
+        stdout(&down).contains("stopped the supervisor"),
+        "{}",
+        stdout(&down)
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
 }
 
 #[test]
@@ -51,7 +64,10 @@ fn priorities_default_as_in_go_and_the_last_writer_wins() {
     let repo = go_repo(
         "plugins:\n  - id: a\n    path: python3\n    args: [./testdata/plugins/go_style.py, pipeline, echo, from-a]\n  - id: b\n    path: python3\n    args: [./testdata/plugins/go_style.py, pipeline, echo, from-b]\n    priority: 10\n",
     );
-    repo.write("plugins/devctl-z", "#!/bin/sh\nexec python3 \"$(dirname \"$0\")/../testdata/plugins/go_style.py\" ok\n");
+    repo.write(
+        "plugins/devctl-z",
+        "#!/bin/sh\nexec python3 \"$(dirname \"$0\")/../testdata/plugins/go_style.py\" ok\n",
+    );
     std::fs::set_permissions(
         repo.root.join("plugins/devctl-z"),
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
@@ -61,26 +77,54 @@ fn priorities_default_as_in_go_and_the_last_writer_wins() {
     assert!(plan.status.success(), "{}", stderr(&plan));
     let plan: Value = serde_json::from_slice(&plan.stdout).unwrap();
     assert_eq!(plan["plugins"], serde_json::json!(["a", "b", "z"]));
-    assert_eq!(plan["services"][0]["spec"]["command"], serde_json::json!(["echo", "from-b"]));
+    assert_eq!(
+        plan["services"][0]["spec"]["command"],
+        serde_json::json!(["echo", "from-b"])
+    );
 }
 
 #[test]
 fn relative_config_and_plugin_args_resolve_from_the_repo_not_the_cwd() {
     let repo = go_repo("plugins: []\n");
-    repo.write("conf/dev.yaml", &format!("plugins:\n{}", plugin("p", "pipeline", "")));
+    repo.write(
+        "conf/dev.yaml",
+        &format!("plugins:\n{}", plugin("p", "pipeline", "")),
+    );
     let elsewhere = tempfile::tempdir().unwrap();
     let root = repo.root.display().to_string();
     for args in [
-        vec!["--repo-root", root.as_str(), "--config", "conf/dev.yaml", "plan"],
-        vec!["--repo-root", root.as_str(), "--config", "conf/dev.yaml", "plugins", "check"],
+        vec![
+            "--repo-root",
+            root.as_str(),
+            "--config",
+            "conf/dev.yaml",
+            "plan",
+        ],
+        vec![
+            "--repo-root",
+            root.as_str(),
+            "--config",
+            "conf/dev.yaml",
+            "plugins",
+            "check",
+        ],
     ] {
         let output = repo
             .command(&args)
             .current_dir(elsewhere.path())
             .output()
             .unwrap();
-        assert!(output.status.success(), "{args:?}: {}{}", stdout(&output), stderr(&output));
-        assert!(!stderr(&output).contains("can't open file"), "{}", stderr(&output));
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            stdout(&output),
+            stderr(&output)
+        );
+        assert!(
+            !stderr(&output).contains("can't open file"),
+            "{}",
+            stderr(&output)
+        );
     }
 }
 
@@ -96,7 +140,15 @@ fn go_command_forms_are_accepted() {
     let root = repo.root.display().to_string();
     let elsewhere = tempfile::tempdir().unwrap();
     let echo = repo
-        .command(&["echo", "--repo-root", &root, "--config", ".devctl.yaml", "hello", "world"])
+        .command(&[
+            "echo",
+            "--repo-root",
+            &root,
+            "--config",
+            ".devctl.yaml",
+            "hello",
+            "world",
+        ])
         .current_dir(elsewhere.path())
         .output()
         .unwrap();
@@ -110,7 +162,14 @@ fn go_command_forms_are_accepted() {
 
     repo.write("input.json", "{\"count\": 3}");
     let stream = repo.devctl(&[
-        "stream", "start", "--op", "stream.start", "--input-file", "input.json", "--start-timeout", "2s",
+        "stream",
+        "start",
+        "--op",
+        "stream.start",
+        "--input-file",
+        "input.json",
+        "--start-timeout",
+        "2s",
     ]);
     assert!(stream.status.success(), "{}", stderr(&stream));
     assert!(stdout(&stream).contains("tick 2"), "{}", stdout(&stream));
@@ -141,9 +200,21 @@ fn plugin_commands_get_help_from_devctl_and_never_run_for_it() {
     for args in [&["echo", "--help"][..], &["echo", "-h"], &["help", "echo"]] {
         let output = repo.devctl(args);
         assert!(output.status.success(), "{args:?}: {}", stderr(&output));
-        assert!(stdout(&output).contains("Echo arguments to stderr"), "{}", stdout(&output));
-        assert!(stdout(&output).contains("Usage: devctl echo"), "{}", stdout(&output));
-        assert!(!stdout(&output).contains("--help\n"), "the command ran: {}", stdout(&output));
+        assert!(
+            stdout(&output).contains("Echo arguments to stderr"),
+            "{}",
+            stdout(&output)
+        );
+        assert!(
+            stdout(&output).contains("Usage: devctl echo"),
+            "{}",
+            stdout(&output)
+        );
+        assert!(
+            !stdout(&output).contains("--help\n"),
+            "the command ran: {}",
+            stdout(&output)
+        );
     }
     // After `--`, `--help` is the plugin's.
     let passed = repo.devctl(&["echo", "--", "--help"]);
@@ -152,7 +223,10 @@ fn plugin_commands_get_help_from_devctl_and_never_run_for_it() {
         let script = repo.devctl(&["completion", shell]);
         assert!(script.status.success(), "{shell}: {}", stderr(&script));
         let text = stdout(&script);
-        assert!(text.contains("echo") && text.contains("status"), "{shell}: {text}");
+        assert!(
+            text.contains("echo") && text.contains("status"),
+            "{shell}: {text}"
+        );
     }
     let bash = repo.devctl(&["completion", "bash"]);
     let check = Command::new("bash")
@@ -175,7 +249,11 @@ fn a_newcomer_meets_no_wrong_hint() {
     for args in [&["up", "-d"][..], &["plan"]] {
         let output = empty.devctl(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&output).contains("no .devctl.yaml in"), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("no .devctl.yaml in"),
+            "{}",
+            stderr(&output)
+        );
     }
     assert!(!empty.root.join(".devctl").exists(), "nothing left behind");
 
@@ -183,14 +261,32 @@ fn a_newcomer_meets_no_wrong_hint() {
     assert_eq!(typo.status.code(), Some(2));
     let text = stderr(&typo);
     assert!(text.contains("did you mean `status`?"), "{text}");
-    for builtin in ["up", "down", "logs", "restart", "plan", "plugins", "commands", "stream", "status", "completion"] {
+    for builtin in [
+        "up",
+        "down",
+        "logs",
+        "restart",
+        "plan",
+        "plugins",
+        "commands",
+        "stream",
+        "status",
+        "completion",
+    ] {
         assert!(text.contains(builtin), "{builtin} missing from: {text}");
     }
-    for args in [&["--repo-root", "/nonexistent/x", "status"][..], &["--config", "nope.yaml", "plan"]] {
+    for args in [
+        &["--repo-root", "/nonexistent/x", "status"][..],
+        &["--config", "nope.yaml", "plan"],
+    ] {
         assert_eq!(empty.devctl(args).status.code(), Some(2), "{args:?}");
     }
     let help = empty.devctl(&["status", "--help"]);
-    assert!(!stdout(&help).contains("--strict") && !stdout(&help).contains("--dry-run"), "{}", stdout(&help));
+    assert!(
+        !stdout(&help).contains("--strict") && !stdout(&help).contains("--dry-run"),
+        "{}",
+        stdout(&help)
+    );
 
     let repo = go_repo(&format!("plugins:\n{}", plugin("pipe", "pipeline", "")));
     let elsewhere = tempfile::tempdir().unwrap();

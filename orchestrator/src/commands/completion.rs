@@ -33,7 +33,11 @@ pub async fn run(
                 ),
             );
         }
-        devctl::repository::close_all_within(discovery.clients, super::plugin_command::CLOSE_BUDGET).await;
+        devctl::repository::close_all_within(
+            discovery.clients,
+            super::plugin_command::CLOSE_BUDGET,
+        )
+        .await;
     }
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cli, "devctl", &mut script);

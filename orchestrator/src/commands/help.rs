@@ -39,7 +39,8 @@ pub async fn run(
         .iter()
         .map(|(spec, _)| spec.name.clone())
         .collect();
-    devctl::repository::close_all_within(discovery.clients, super::plugin_command::CLOSE_BUDGET).await;
+    devctl::repository::close_all_within(discovery.clients, super::plugin_command::CLOSE_BUDGET)
+        .await;
     let Some((spec, plugin)) = found else {
         for warning in &discovery.warnings {
             eprintln!("warning: {warning}");
@@ -62,7 +63,12 @@ fn plugin_help(spec: &CommandSpec, plugin: &str) -> String {
         text.push_str("\nArguments are passed to the plugin as they are.\n");
     } else {
         text.push_str("\nArguments (from the plugin's handshake):\n");
-        let width = spec.args_spec.iter().map(|a| a.name.len()).max().unwrap_or(0);
+        let width = spec
+            .args_spec
+            .iter()
+            .map(|a| a.name.len())
+            .max()
+            .unwrap_or(0);
         for arg in &spec.args_spec {
             text.push_str(&format!("  {:<width$}  {}\n", arg.name, arg.kind));
         }

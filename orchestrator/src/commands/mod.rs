@@ -43,9 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         // These stop what they started on SIGINT/SIGTERM themselves, in order.
         Command::Up(args) => up::run(&global, &args.pipeline.or(&outer), &args).await,
-        Command::Supervise(args) => {
-            supervise::run(&global, &args.pipeline.or(&outer), &args).await
-        }
+        Command::Supervise(args) => supervise::run(&global, &args.pipeline.or(&outer), &args).await,
         Command::Stream(args) => {
             let repo = open_with_plugins(&global, &args.pipeline.or(&outer))?;
             stream::run(&repo, &args).await

@@ -20,9 +20,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use devctl::repository::{close_all_within, Repository};
 use devctl_contract::ops::{CommandRunOutput, ConfigMutateOutput, COMMAND_RUN, CONFIG_MUTATE};
 use devctl_contract::protocol::CommandSpec;
-use devctl::repository::{close_all_within, Repository};
 use devctl_sdk::host::{Client, StderrSink};
 use serde_json::json;
 
@@ -77,8 +77,9 @@ impl Call {
                 "--dry-run" => call.pipeline.dry_run = true,
                 "--timeout" => {
                     let text = value(flag)?;
-                    call.pipeline.timeout =
-                        Some(parse_duration(&text).map_err(|err| Usage(format!("--timeout: {err}")))?);
+                    call.pipeline.timeout = Some(
+                        parse_duration(&text).map_err(|err| Usage(format!("--timeout: {err}")))?,
+                    );
                 }
                 _ => call.argv.push(word.clone()),
             }

@@ -80,7 +80,10 @@ pub async fn list(repo: &Repository, json: bool, format: Format) -> Result<u8> {
             return Ok(0);
         }
         Format::Go => {
-            outln!("{}", serde_json::to_string_pretty(&json!({"plugins": go_rows}))?);
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&json!({"plugins": go_rows}))?
+            );
             return Ok(0);
         }
         Format::Text => {}

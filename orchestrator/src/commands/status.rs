@@ -58,7 +58,10 @@ pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
     let logs = root.join(".devctl/logs");
     match args.format() {
         Format::Json => {
-            outln!("{}", serde_json::to_string_pretty(&as_json(&observed, &logs))?);
+            outln!(
+                "{}",
+                serde_json::to_string_pretty(&as_json(&observed, &logs))?
+            );
             return Ok(0);
         }
         Format::Go => {
