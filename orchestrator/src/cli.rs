@@ -261,15 +261,30 @@ pub struct LogsArgs {
     /// Only this service (the Go devctl's form; same as naming it).
     #[arg(long, value_name = "SVC")]
     pub service: Vec<String>,
-    /// Keep printing new lines (Ctrl-C stops).
+    /// Keep printing new lines until the environment stops (Ctrl-C ends it sooner).
     #[arg(short, long)]
     pub follow: bool,
-    /// Only the last N lines of each service.
+    /// Only the last N lines of each service (then merged).
     #[arg(long, value_name = "N")]
     pub tail: Option<usize>,
-    /// Show stderr instead of stdout.
+    /// Show each line's time (when devctl read it, UTC).
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Only lines since then: a duration ago (10m, 1h30m) or a time (2026-11-23T14:00:00Z).
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// Only lines until then (same forms as --since).
+    #[arg(long, value_name = "WHEN")]
+    pub until: Option<String>,
+    /// Only stderr lines.
     #[arg(long)]
     pub stderr: bool,
+    /// No `service |` prefix.
+    #[arg(long)]
+    pub no_prefix: bool,
+    /// One JSON object a line: time, service, stream, line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 impl LogsArgs {

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use devctl_support::yaml::YamlError;
 use serde::Deserialize;
 
+use crate::logs::LogLimits;
 use crate::statedir::{StateDir, OVERLAY};
 
 /// The priority of configured plugins that do not set one (the Go devctl's).
@@ -57,6 +58,8 @@ pub struct DevctlConfig {
     pub warnings: Vec<String>,
     /// Whether the config file exists (plugins may also be discovered).
     pub found: bool,
+    /// How big each service's log may grow, and how many old files are kept.
+    pub log_limits: LogLimits,
 }
 
 /// No `.devctl.yaml` is anywhere near this big.
@@ -148,10 +151,51 @@ impl ConfigError {
 struct RawFile {
     #[serde(default)]
     strictness: Option<String>,
+    /// `logs: {max_size: 50MB, max_files: 3}` (this devctl's; Go ignores it).
+    #[serde(default)]
+    logs: Option<RawLogs>,
     #[serde(default)]
     plugins: Vec<RawPlugin>,
     #[serde(flatten)]
     other: BTreeMap<String, yaml_serde::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawLogs {
+    max_size: Option<yaml_serde::Value>,
+    max_files: Option<u64>,
+    #[serde(flatten)]
+    other: BTreeMap<String, yaml_serde::Value>,
+}
+
+/// Log files are at least this big (smaller would rotate on every line)...
+const MIN_LOG_SIZE: u64 = 64 * 1024;
+/// ... and there are at most this many old ones.
+const MAX_LOG_FILES: u64 = 100;
+
+/// `50MB`, `10 MiB`, `1GB` or a number of bytes.
+fn parse_size(value: &yaml_serde::Value) -> Option<u64> {
+    if let Some(bytes) = value.as_u64() {
+        return Some(bytes);
+    }
+    let text = value.as_str()?.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" | "k" => 1e3,
+        "mb" | "m" => 1e6,
+        "gb" | "g" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    (bytes.is_finite() && (0.0..=1e13).contains(&bytes)).then_some(bytes as u64)
 }
 
 #[derive(Deserialize)]
@@ -248,6 +292,37 @@ fn parse(
             path.display()
         )
     }));
+    let mut log_limits = LogLimits::default();
+    if let Some(logs) = raw.logs {
+        if let Some(size) = logs.max_size {
+            log_limits.bytes = parse_size(&size)
+                .filter(|bytes| *bytes >= MIN_LOG_SIZE)
+                .ok_or_else(|| {
+                    invalid(
+                        "logs.max_size".into(),
+                        format!("{size:?} is not a size of at least 64KB"),
+                        "write it like `50MB`, `512KiB` or a number of bytes (at least 65536)"
+                            .into(),
+                    )
+                })?;
+        }
+        if let Some(files) = logs.max_files {
+            if files > MAX_LOG_FILES {
+                return Err(invalid(
+                    "logs.max_files".into(),
+                    format!("{files} is more than {MAX_LOG_FILES}"),
+                    format!("keep at most {MAX_LOG_FILES} old files"),
+                ));
+            }
+            log_limits.files = files as usize;
+        }
+        for key in logs.other.keys() {
+            warnings.push(format!(
+                "{}: logs.{key}: unknown key, ignored",
+                path.display()
+            ));
+        }
+    }
     let mut plugins = Vec::new();
     let mut seen = BTreeMap::new();
     for (index, plugin) in raw.plugins.into_iter().enumerate() {
@@ -327,6 +402,7 @@ fn parse(
         plugins,
         warnings,
         found: true,
+        log_limits,
     })
 }
 

@@ -9,6 +9,7 @@
 //! - [`environment`]: a running environment seen from outside (status,
 //!   stop, restart), over [`statedir`], [`state`] and [`control`];
 //! - [`procs`]: which processes are provably ours, and stopping them;
+//! - [`logs`]: service output captured with time, rotated, read back merged;
 //! - [`health`], [`watch`], [`events`]: readiness probes, config watching
 //!   and what the supervisor tells `up`.
 
@@ -17,6 +18,7 @@ pub mod control;
 pub mod environment;
 pub mod events;
 pub mod health;
+pub mod logs;
 pub mod pipeline;
 pub mod procs;
 pub mod render;

@@ -274,6 +274,19 @@ async fn wait_gone(
     }
 }
 
+/// The same, as a line in the service's own log (which names it already).
+pub fn stop_note(pid: u32, outcome: Stopped, grace: Duration) -> Option<String> {
+    match outcome {
+        Stopped::AlreadyGone => None,
+        Stopped::Terminated => Some(format!("stopped (pid {pid})")),
+        Stopped::Killed => Some(format!(
+            "killed (pid {pid}) after it ignored SIGTERM for {} ms",
+            grace.as_millis()
+        )),
+        Stopped::Resisted => Some(format!("pid {pid} RESISTED even SIGKILL")),
+    }
+}
+
 /// One line of a stop report, or nothing if there was nothing to stop.
 pub fn describe_stop(name: &str, pid: u32, outcome: Stopped, grace: Duration) -> Option<String> {
     match outcome {

@@ -59,7 +59,8 @@ fn drive(services: Vec<ServiceSpec>, planner: Option<Box<dyn Planner>>) -> Drive
     let core = Core::new(
         CoreOptions {
             dir: state_dir.clone(),
-            logs: state_dir.logs().unwrap(),
+            logs: Arc::new(state_dir.logs().unwrap()),
+            log_limits: devctl::logs::LogLimits::default(),
             grace: Duration::from_millis(500),
             events: Arc::new(move |event| {
                 let kind = serde_json::to_value(&event).unwrap()["event"].to_string();

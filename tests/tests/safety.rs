@@ -115,8 +115,8 @@ fn under_umask_000_everything_in_devctl_is_private() {
         "lock",
         "supervisor.log",
         "control.sock",
-        "logs/svc.stdout.log",
-        "logs/svc.stderr.log",
+        "logs/svc.log",
+        "logs/@devctl.log",
     ] {
         assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
     }
@@ -176,7 +176,7 @@ fn links_planted_under_devctl_are_refused_and_nothing_is_written_outside() {
     std::fs::create_dir_all(repo.root.join(".devctl/logs")).unwrap();
     std::os::unix::fs::symlink(
         outside.path().join("stolen"),
-        repo.root.join(".devctl/logs/svc.stdout.log"),
+        repo.root.join(".devctl/logs/svc.log"),
     )
     .unwrap();
     let up = repo.devctl(&["up", "-d"]);
@@ -211,7 +211,7 @@ fn a_service_named_like_a_path_is_a_plan_error_naming_the_plugin() {
         .unwrap()
         .parent()
         .unwrap()
-        .join("escape.stdout.log");
+        .join("escape.log");
     assert!(!escaped.exists());
     assert!(repo.leftovers().is_empty());
 }
@@ -433,7 +433,7 @@ fn up_d_with_no_services_returns_and_dry_run_up_starts_nothing() {
 fn readiness_probes_close_their_connections_cleanly() {
     let (repo, _, _) = TestRepo::moments();
     assert!(repo.devctl(&["up", "-d"]).status.success());
-    let log = std::fs::read_to_string(repo.root.join(".devctl/logs/backend.stderr.log")).unwrap();
+    let log = stdout(&repo.devctl(&["logs", "backend", "--stderr"]));
     assert!(
         !log.contains("ConnectionResetError") && !log.contains("Traceback"),
         "{log}"

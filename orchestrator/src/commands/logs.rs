@@ -1,284 +1,278 @@
-//! `devctl logs` and the log view of a foreground `devctl up`: the services'
-//! log files under `.devctl/logs/`, merged with a prefix per service
-//! (coloured on a terminal), optionally followed as they grow. A file that
-//! is replaced (a restart rotates it to `.1`) is picked up from its start.
+//! `devctl logs` and the log view of a foreground `devctl up`: every
+//! service's stdout, stderr and lifecycle lines (and devctl's own), merged
+//! in time order, prefixed per service (coloured on a terminal unless
+//! NO_COLOR), optionally followed until the environment stops.
+//!
+//! ```text
+//! backend | listening on 127.0.0.1:8083
+//! backend ! Traceback (most recent call last):
+//! web     * ready after 120 ms at localhost:5173
+//! ```
+//!
+//! The mark after the name is the stream: `|` stdout, `!` stderr, `*`
+//! devctl's own line about the service.
 
-use std::collections::BTreeMap;
-use std::io::{IsTerminal, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-use std::time::Duration;
-
+use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use devctl::environment::Environment;
-use devctl::state::{tail_of, State};
-use devctl::supervisor::spawn::log_name;
+use devctl::logs::{history, sources, Follower, Mark, Record, Source, Stream, Window};
 
 use super::Usage;
 use crate::cli::LogsArgs;
 
-/// One log file to show, and the prefix of its lines.
-#[derive(Debug, Clone)]
-pub struct Source {
-    pub label: String,
-    pub path: PathBuf,
-}
-
 const COLOURS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
+/// How often a follow looks for new lines.
+const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 
-/// Prints lines with aligned, optionally coloured prefixes.
+/// How records are printed.
 pub struct Printer {
+    labels: Vec<String>,
     width: usize,
-    colours: BTreeMap<String, &'static str>,
     colour: bool,
-    closed: std::cell::Cell<bool>,
+    timestamps: bool,
+    prefix: bool,
+    json: bool,
+    streams: Vec<Stream>,
 }
 
 impl Printer {
     pub fn new(sources: &[Source]) -> Printer {
-        let mut colours = BTreeMap::new();
-        for source in sources {
-            let name = source
-                .label
-                .split_whitespace()
-                .next()
-                .unwrap_or("")
-                .to_owned();
-            let next = COLOURS[colours.len() % COLOURS.len()];
-            colours.entry(name).or_insert(next);
-        }
+        let colour = std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Printer {
+            labels: sources.iter().map(|s| s.label.clone()).collect(),
             width: sources.iter().map(|s| s.label.len()).max().unwrap_or(0),
-            colours,
-            colour: std::io::stdout().is_terminal(),
-            closed: std::cell::Cell::new(false),
+            colour,
+            timestamps: false,
+            prefix: true,
+            json: false,
+            streams: vec![Stream::Stdout, Stream::Stderr, Stream::Devctl],
         }
     }
 
-    pub fn line(&self, label: &str, text: &str) {
-        let name = label.split_whitespace().next().unwrap_or("");
+    /// Knows a source added after it was made (a service started later).
+    fn learn(&mut self, source: &Source) {
+        self.labels.push(source.label.clone());
+        self.width = self.width.max(source.label.len());
+    }
+
+    fn shows(&self, record: &Record) -> bool {
+        self.streams.contains(&record.stream)
+    }
+
+    /// Prints one record; `false` once stdout is closed (`| head`).
+    fn print(&self, index: usize, record: &Record) -> bool {
+        if !self.shows(record) {
+            return true;
+        }
+        let label = self.labels.get(index).map(String::as_str).unwrap_or("?");
+        let text = String::from_utf8_lossy(&record.text);
         let mut out = std::io::stdout().lock();
-        let result = match (self.colour, self.colours.get(name)) {
-            (true, Some(code)) => writeln!(
-                out,
-                "\x1b[{code}m{label:<width$} |\x1b[0m {text}",
-                width = self.width
-            ),
-            _ => writeln!(out, "{label:<width$} | {text}", width = self.width),
+        let result = if self.json {
+            let mut doc = serde_json::json!({
+                "time": record.time,
+                "service": label,
+                "stream": record.stream.name(),
+                "line": text,
+            });
+            if record.continued {
+                doc["continued"] = serde_json::json!(true);
+            }
+            writeln!(out, "{doc}")
+        } else {
+            let mut line = String::new();
+            if self.timestamps {
+                line.push_str(&record.time);
+                line.push(' ');
+            }
+            if self.prefix {
+                let mark = match record.stream {
+                    Stream::Stdout => '|',
+                    Stream::Stderr => '!',
+                    Stream::Devctl => '*',
+                };
+                let head = format!("{label:<width$} {mark}", width = self.width);
+                if self.colour {
+                    let code = COLOURS[index % COLOURS.len()];
+                    line.push_str(&format!("\x1b[{code}m{head}\x1b[0m "));
+                } else {
+                    line.push_str(&head);
+                    line.push(' ');
+                }
+            }
+            line.push_str(&text);
+            writeln!(out, "{line}")
         };
-        // A closed pipe (`| head`) ends following; it is not worth a panic.
-        if result.is_err() {
-            self.closed.set(true);
-        }
-    }
-
-    pub fn closed(&self) -> bool {
-        self.closed.get()
+        result.is_ok()
     }
 }
 
-/// The log files of `services` (all recorded ones when empty), from the
-/// state's service list, else from the files present.
-pub fn sources(
-    root: &Path,
-    state: Option<&State>,
-    services: &[String],
-    streams: &[&str],
-) -> Result<Vec<Source>> {
-    let logs = root.join(".devctl/logs");
-    let recorded: Vec<String> = match state {
-        Some(state) => state.services.iter().map(|s| s.name.clone()).collect(),
-        None => {
-            let mut names: Vec<String> = std::fs::read_dir(&logs)
-                .map(|entries| {
-                    entries
-                        .flatten()
-                        .filter_map(|e| {
-                            e.file_name()
-                                .to_str()?
-                                .strip_suffix(".stdout.log")
-                                .map(str::to_owned)
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            names.sort();
-            names
-        }
-    };
-    let chosen: Vec<String> = if services.is_empty() {
-        recorded.clone()
-    } else {
-        services.to_vec()
-    };
-    for name in &chosen {
-        if !recorded.contains(name) {
+/// `--since`/`--until`: `10m` (ago), `1h30m`, or an RFC 3339 time.
+fn bound(flag: &str, text: &str) -> Result<String, Usage> {
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let at = SystemTime::now()
+            .checked_sub(ago)
+            .ok_or_else(|| Usage(format!("{flag} {text}: too long ago")))?;
+        return Ok(devctl::logs::record::timestamp(at));
+    }
+    humantime::parse_rfc3339_weak(text)
+        .map(devctl::logs::record::timestamp)
+        .map_err(|_| {
+            Usage(format!(
+                "{flag} {text:?}: give a duration ago (10m, 1h30m) or a time (2026-11-23T14:00:00Z)"
+            ))
+        })
+}
+
+/// `devctl logs [SVC]… [-f] [-t] [--since T] [--until T] [--tail N] …`.
+pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
+    let environment = Environment::open(root)?;
+    let state = environment.observe().await.state;
+    let order: Vec<String> = state
+        .iter()
+        .flat_map(|s| s.services.iter().map(|s| s.name.clone()))
+        .collect();
+    let logs_dir = root.join(".devctl/logs");
+    let all = sources(&logs_dir, &order);
+    let wanted = args.services();
+    for name in &wanted {
+        if !all.iter().any(|s| &s.label == name) {
+            let known: Vec<&str> = all.iter().map(|s| s.label.as_str()).collect();
             return Err(Usage(format!(
-                "no logs for service {name:?} (services: {})",
-                recorded.join(", ")
+                "no logs for service {name:?} (services with logs: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
             ))
             .into());
         }
     }
-    let mut sources = Vec::new();
-    for name in chosen {
-        for stream in streams {
-            let label = if streams.len() > 1 && *stream == "stderr" {
-                format!("{name} (err)")
-            } else {
-                name.clone()
-            };
-            sources.push(Source {
-                label,
-                path: logs.join(log_name(&name, stream)),
-            });
-        }
+    let chosen: Vec<Source> = all
+        .into_iter()
+        .filter(|s| wanted.is_empty() || wanted.contains(&s.label))
+        .collect();
+    let window = Window {
+        since: args
+            .since
+            .as_deref()
+            .map(|t| bound("--since", t))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|t| bound("--until", t))
+            .transpose()?,
+    };
+    let mut printer = Printer::new(&chosen);
+    printer.timestamps = args.timestamps;
+    printer.prefix = !args.no_prefix;
+    printer.json = args.json;
+    if args.stderr {
+        printer.streams = vec![Stream::Stderr];
     }
-    Ok(sources)
+    if chosen.is_empty() {
+        eprintln!("no logs yet in {}", logs_dir.display());
+        return Ok(0);
+    }
+    let mark = Mark::now(&chosen);
+    let mut open = true;
+    history(&chosen, &window, args.tail, &mark, |index, record| {
+        open = printer.print(index, &record);
+        open
+    });
+    if !open || !args.follow || window.until.is_some() {
+        return Ok(0);
+    }
+    let mut interrupts = super::Interrupts::listen()?;
+    let stopped = async {
+        // Ends when the environment stops (the supervisor let go of its lock).
+        while environment.supervisor().is_some() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    tokio::select! {
+        code = interrupts.next() => {
+            let _ = code;
+            Ok(0)
+        }
+        () = follow(&logs_dir, &order, wanted, chosen, mark, printer, stopped) => Ok(0),
+    }
 }
 
-/// Follows `sources` until `stop` resolves, printing new lines as they come.
+/// Prints what the sources gain until `stop` resolves (then what is left).
+/// New services' logs are picked up as they appear (unless `only` names
+/// which to show).
 pub async fn follow(
-    sources: Vec<Source>,
-    from_start: bool,
+    dir: &Path,
+    order: &[String],
+    only: Vec<String>,
+    sources_now: Vec<Source>,
+    mark: Mark,
+    mut printer: Printer,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let printer = Printer::new(&sources);
-    let mut tails: Vec<Tail> = sources
-        .into_iter()
-        .map(|s| Tail::new(s, from_start))
-        .collect();
+    let mut follower = Follower::new(&sources_now, &mark);
+    let mut known: Vec<Source> = sources_now;
     tokio::pin!(stop);
+    let mut ticks: u32 = 0;
     loop {
-        let mut any = false;
-        for tail in &mut tails {
-            any |= tail.poll(&printer);
+        for (index, record) in follower.poll() {
+            if !printer.print(index, &record) {
+                return;
+            }
         }
-        if printer.closed() {
-            return;
+        ticks = ticks.wrapping_add(1);
+        if ticks % 20 == 0 {
+            for source in sources(dir, order) {
+                let wanted = only.is_empty() || only.contains(&source.label);
+                if wanted && !known.iter().any(|k| k.label == source.label) {
+                    follower.watch(&source);
+                    printer.learn(&source);
+                    known.push(source);
+                }
+            }
         }
-        let pause = if any {
-            Duration::from_millis(5)
-        } else {
-            Duration::from_millis(50)
-        };
         tokio::select! {
-            _ = &mut stop => {
-                for tail in &mut tails {
-                    tail.poll(&printer);
-                    tail.flush(&printer);
+            () = &mut stop => {
+                for (index, record) in follower.poll() {
+                    if !printer.print(index, &record) {
+                        return;
+                    }
                 }
                 return;
             }
-            _ = tokio::time::sleep(pause) => {}
+            () = tokio::time::sleep(FOLLOW_EVERY) => {}
         }
     }
 }
 
-struct Tail {
-    source: Source,
-    file: Option<std::fs::File>,
-    inode: u64,
-    offset: u64,
-    partial: Vec<u8>,
-    from_start: bool,
-}
-
-impl Tail {
-    fn new(source: Source, from_start: bool) -> Tail {
-        Tail {
-            source,
-            file: None,
-            inode: 0,
-            offset: 0,
-            partial: Vec::new(),
-            from_start,
-        }
+/// The foreground `up`: this run's lines so far, then what comes, until
+/// `stop` resolves.
+pub async fn follow_run(
+    root: &Path,
+    services: &[String],
+    since: SystemTime,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let dir = root.join(".devctl/logs");
+    let chosen = sources(&dir, services);
+    let window = Window {
+        since: Some(devctl::logs::record::timestamp(since)),
+        until: None,
+    };
+    let printer = Printer::new(&chosen);
+    let mark = Mark::now(&chosen);
+    let mut open = true;
+    history(&chosen, &window, None, &mark, |index, record| {
+        open = printer.print(index, &record);
+        open
+    });
+    if open {
+        follow(&dir, services, Vec::new(), chosen, mark, printer, stop).await;
     }
-
-    /// Reads what is new; true if anything was.
-    fn poll(&mut self, printer: &Printer) -> bool {
-        let Ok(meta) = std::fs::metadata(&self.source.path) else {
-            return false;
-        };
-        if self.file.is_none() || meta.ino() != self.inode || meta.len() < self.offset {
-            let Ok(file) = std::fs::File::open(&self.source.path) else {
-                return false;
-            };
-            if self.file.is_some() {
-                self.flush(printer);
-                self.offset = 0;
-            } else if !self.from_start {
-                self.offset = meta.len();
-            }
-            self.inode = meta.ino();
-            self.file = Some(file);
-        }
-        let Some(file) = self.file.as_mut() else {
-            return false;
-        };
-        if file.seek(SeekFrom::Start(self.offset)).is_err() {
-            return false;
-        }
-        let mut fresh = Vec::new();
-        let Ok(read) = file.take(1 << 20).read_to_end(&mut fresh) else {
-            return false;
-        };
-        if read == 0 {
-            return false;
-        }
-        self.offset += read as u64;
-        self.partial.extend_from_slice(&fresh);
-        while let Some(at) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=at).collect();
-            printer.line(
-                &self.source.label,
-                String::from_utf8_lossy(&line[..line.len() - 1]).trim_end_matches('\r'),
-            );
-        }
-        true
-    }
-
-    fn flush(&mut self, printer: &Printer) {
-        if !self.partial.is_empty() {
-            printer.line(&self.source.label, &String::from_utf8_lossy(&self.partial));
-            self.partial.clear();
-        }
-    }
-}
-
-/// `devctl logs [SVC]… [-f] [--tail N] [--stderr]`.
-pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
-    let (services, follow_on, tail, stderr) =
-        (&args.services(), args.follow, args.tail, args.stderr);
-    let environment = Environment::open(root)?;
-    let state = environment.observe().await.state;
-    let stream = if stderr { "stderr" } else { "stdout" };
-    let sources = sources(root, state.as_ref(), services, &[stream])?;
-    if sources.is_empty() {
-        outln!("no logs yet in {}", root.join(".devctl/logs").display());
-        return Ok(0);
-    }
-    let printer = Printer::new(&sources);
-    for source in &sources {
-        let lines = match (tail, std::fs::File::open(&source.path)) {
-            (Some(n), Ok(file)) => tail_of(file, n),
-            (None, Ok(_)) => std::fs::read_to_string(&source.path)
-                .map(|t| t.lines().map(str::to_owned).collect())
-                .unwrap_or_default(),
-            (_, Err(_)) => Vec::new(),
-        };
-        for line in lines {
-            printer.line(&source.label, &line);
-        }
-    }
-    if follow_on {
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        follow(sources, false, stop).await;
-    }
-    Ok(0)
 }

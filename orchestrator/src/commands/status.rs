@@ -3,24 +3,19 @@
 use std::path::Path;
 
 use devctl::environment::{Environment, Observed};
-use devctl::state::{now_ms, tail_of, ServiceState, ServiceStatus};
+use devctl::state::{now_ms, ServiceState, ServiceStatus};
 use serde_json::{json, Value};
 
 use crate::cli::{Format, StatusArgs};
 
 /// The last `n` lines a service wrote to stderr.
 fn stderr_tail(logs: &Path, service: &str, n: usize) -> Vec<String> {
-    if n == 0 {
-        return Vec::new();
-    }
-    match std::fs::File::open(logs.join(format!("{service}.stderr.log"))) {
-        Ok(file) => tail_of(file, n),
-        Err(_) => Vec::new(),
-    }
+    devctl::logs::read::last_lines(logs, service, devctl::logs::Stream::Stderr, n)
 }
 
 /// The Go devctl's `status` document: `{exists, services: [{name, pid,
-/// alive, stdout_log, stderr_log, exit?}]}`.
+/// alive, stdout_log, stderr_log, exit?}]}` (both streams are in one log
+/// here, so both keys name it).
 fn as_go_json(observed: &Observed, logs: &Path, tail_lines: usize) -> Value {
     let Some(state) = &observed.state else {
         return json!({"exists": false, "services": []});
@@ -34,8 +29,8 @@ fn as_go_json(observed: &Observed, logs: &Path, tail_lines: usize) -> Value {
                 "name": s.name,
                 "pid": s.pid.unwrap_or(0),
                 "alive": alive,
-                "stdout_log": logs.join(format!("{}.stdout.log", s.name)),
-                "stderr_log": logs.join(format!("{}.stderr.log", s.name)),
+                "stdout_log": logs.join(devctl::logs::log_file(&s.name)),
+                "stderr_log": logs.join(devctl::logs::log_file(&s.name)),
             });
             if let (false, Some(exit)) = (alive, s.exit) {
                 row["exit"] = json!({
@@ -112,7 +107,7 @@ pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
         }
         details.push(format!(
             "logs {}",
-            logs.join(format!("{}.stdout.log", service.name)).display()
+            logs.join(devctl::logs::log_file(&service.name)).display()
         ));
         outln!("    {}", details.join("  "));
         if !service.alive() && service.exit.is_some() {
@@ -194,8 +189,7 @@ fn as_json(observed: &Observed, logs: &Path) -> Value {
                 "next_restart_in_ms": s.next_restart_at_ms.map(|at| at.saturating_sub(now)),
                 "exit": s.exit,
                 "endpoint": s.endpoint,
-                "stdout_log": logs.join(format!("{}.stdout.log", s.name)),
-                "stderr_log": logs.join(format!("{}.stderr.log", s.name)),
+                "log": logs.join(devctl::logs::log_file(&s.name)),
             })
         })
         .collect();

@@ -20,7 +20,7 @@ use devctl::repository::Repository;
 use devctl::statedir::StateDir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::logs::{follow, sources};
+use super::logs::follow_run;
 use super::{devctl_for, Interrupts};
 use crate::cli::{Global, PipelineFlags, PlanArgs, UpArgs};
 
@@ -64,6 +64,7 @@ pub async fn run(global: &Global, pipeline: &PipelineFlags, args: &UpArgs) -> Re
     }
     let dir = StateDir::create(&repo.root)?;
     let log_start = dir.supervisor_log_len();
+    let run_started = std::time::SystemTime::now();
     let log = dir.supervisor_log()?;
     let exe = std::env::current_exe().context("cannot find the devctl executable")?;
     let mut command = std::process::Command::new(exe);
@@ -163,8 +164,11 @@ pub async fn run(global: &Global, pipeline: &PipelineFlags, args: &UpArgs) -> Re
     }
 
     // Foreground: show the services' output until a signal or the end.
-    let state = dir.read_state().found();
-    let logs = sources(&repo.root, state.as_ref(), &[], &["stdout", "stderr"])?;
+    let services: Vec<String> = dir
+        .read_state()
+        .found()
+        .map(|s| s.services.iter().map(|s| s.name.clone()).collect())
+        .unwrap_or_default();
     let socket_dir = StateDir::create(&repo.root)?;
     let watch_events = async move {
         while let Ok(Some(line)) = events.next_line().await {
@@ -187,7 +191,7 @@ pub async fn run(global: &Global, pipeline: &PipelineFlags, args: &UpArgs) -> Re
         }
         let _ = tokio::time::timeout(patience, child.wait()).await;
     };
-    follow(logs, true, ended).await;
+    follow_run(&repo.root, &services, run_started, ended).await;
     Ok(code)
 }
 

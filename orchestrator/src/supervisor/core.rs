@@ -25,15 +25,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::graph::{Backoff, Graph};
-use super::spawn::{log_name, service_cwd, spawn, Launch};
+use super::spawn::{service_cwd, spawn, Launch};
 use crate::control::{Reply, Request};
 use crate::events::UpEvent;
-use crate::procs::{describe_stop, marked_processes, stop, stop_all, Marked, Stopped, Targets};
-use crate::state::{now_ms, tail_of, Exit, Phase, ServiceState, ServiceStatus, State};
+use crate::logs::{read::last_lines, Capture, LogLimits, Stream};
+use crate::procs::{
+    describe_stop, marked_processes, stop, stop_all, stop_note, Marked, Stopped, Targets,
+};
+use crate::state::{now_ms, Exit, Phase, ServiceState, ServiceStatus, State};
 use crate::statedir::StateDir;
 
 /// How many stderr lines a failure report carries.
 const TAIL: usize = 20;
+/// How long an exit waits for the process's last output to be logged (a
+/// descendant that keeps the pipe open would otherwise hold it forever).
+const SETTLE_LOGS: Duration = Duration::from_millis(300);
 
 /// Why the run cannot go on; reported as a `failed` event.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +102,9 @@ pub enum Input {
 /// What a `Core` is built from.
 pub struct CoreOptions {
     pub dir: Arc<StateDir>,
-    pub logs: PrivateDir,
+    pub logs: Arc<PrivateDir>,
+    /// Size and count of each service's log files.
+    pub log_limits: LogLimits,
     pub grace: Duration,
     pub events: EventSink,
     /// For `up --watch`; `None` never re-plans.
@@ -134,6 +142,8 @@ enum Msg {
 /// A service's runtime bookkeeping.
 struct Runtime {
     cwd: PathBuf,
+    /// The service's log, for the whole run (restarts included).
+    log: Arc<Capture>,
     /// Bumped for every process started or retired, so messages about an
     /// earlier process are recognised and ignored.
     instance: u64,
@@ -150,7 +160,10 @@ struct Outbox {
 
 pub struct Core {
     dir: Arc<StateDir>,
-    logs: PrivateDir,
+    logs: Arc<PrivateDir>,
+    log_limits: LogLimits,
+    /// devctl's own log (`@devctl.log`): re-plans and failures.
+    devctl_log: Capture,
     run: String,
     grace: Duration,
     graph: Graph,
@@ -177,11 +190,23 @@ impl Core {
     pub fn new(options: CoreOptions, services: Vec<ServiceSpec>) -> Result<Core, Failure> {
         let root = options.dir.root().to_path_buf();
         let graph = Graph::new(services).map_err(|err| Failure::new(err.to_string()))?;
-        let runtimes = runtimes_for(&root, &graph)?;
+        let names: Vec<String> = graph.order().to_vec();
+        let runtimes = runtimes_for(
+            &root,
+            &graph,
+            &names,
+            &options.logs,
+            options.log_limits,
+            &mut BTreeMap::new(),
+        )?;
+        let devctl_log = Capture::open(options.logs.clone(), "@devctl", options.log_limits)
+            .map_err(|err| Failure::new(format!("cannot open devctl's log: {err}")))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut core = Core {
             dir: options.dir,
             logs: options.logs,
+            log_limits: options.log_limits,
+            devctl_log,
             run: crate::procs::run_id(),
             grace: options.grace,
             graph,
@@ -301,6 +326,16 @@ impl Core {
                 svc.ready_at_ms = Some(now);
                 let after_ms = now.saturating_sub(svc.started_at_ms.unwrap_or(now));
                 let endpoint = svc.endpoint.clone();
+                self.note(
+                    &name,
+                    &format!(
+                        "ready after {after_ms} ms{}",
+                        endpoint
+                            .as_deref()
+                            .map(|e| format!(" at {e}"))
+                            .unwrap_or_default()
+                    ),
+                );
                 self.announce(UpEvent::ServiceReady {
                     name,
                     after_ms,
@@ -326,7 +361,7 @@ impl Core {
                     reason: format!("service {name} did not become ready: {reason}"),
                     service: Some(name.clone()),
                     exit: None,
-                    stderr_tail: self.stderr_tail(&name),
+                    stderr_tail: self.stderr_tail(&name).await,
                 };
                 self.fail_restart(&failure.reason);
                 if self.state.phase == Phase::Starting {
@@ -424,9 +459,10 @@ impl Core {
         runtime.instance += 1;
         let instance = runtime.instance;
         let cwd = runtime.cwd.clone();
+        let log = runtime.log.clone();
         let launch = Launch {
             root: self.dir.root(),
-            logs: &self.logs,
+            log: &log,
             run: &self.run,
         };
         let mut child = match spawn(&spec, &cwd, &launch) {
@@ -450,6 +486,7 @@ impl Core {
         svc.ready_at_ms = None;
         svc.exit = None;
         svc.next_restart_at_ms = None;
+        log.note(&format!("started (pid {pid}): {}", spec.command.join(" ")));
         self.announce(UpEvent::ServiceStarting {
             name: name.to_owned(),
             pid,
@@ -507,7 +544,7 @@ impl Core {
         if let Some(handle) = self.runtimes.get_mut(name).and_then(|r| r.health.take()) {
             handle.abort();
         }
-        let tail = self.stderr_tail(name);
+        let tail = self.stderr_tail(name).await;
         let ready_since = {
             let svc = self.service_state(name);
             svc.exit = Some(exit);
@@ -521,6 +558,7 @@ impl Core {
             .is_some_and(|(set, _)| set.contains(name));
         if starting || restarting_it {
             self.service_state(name).status = ServiceStatus::Failed;
+            self.note(name, &format!("exited with {exit} while starting"));
             let reason = format!("service {name} exited during start-up with {exit}");
             self.fail_restart(&reason);
             self.announce(UpEvent::ServiceExited {
@@ -554,6 +592,15 @@ impl Core {
             exit,
             restarting: delay.is_some(),
         });
+        self.note(
+            name,
+            &match delay {
+                Some(delay) => {
+                    format!("exited with {exit}; restarting in {} ms", delay.as_millis())
+                }
+                None => format!("exited with {exit}"),
+            },
+        );
         let Some(delay) = delay else {
             self.service_state(name).status = if exit.code == Some(0) {
                 ServiceStatus::Exited
@@ -577,6 +624,7 @@ impl Core {
 
     /// Start-up failed: stop everything and end with `failure`.
     async fn fail_run(&mut self, failure: Failure) {
+        self.devctl_log.note(&failure.reason);
         self.stop_all().await;
         self.state.phase = Phase::Failed;
         self.state.error = Some(failure.reason.clone());
@@ -589,10 +637,19 @@ impl Core {
         self.finished = Some(Ok(0));
     }
 
-    fn stderr_tail(&self, name: &str) -> Vec<String> {
-        match self.logs.open_read(&log_name(name, "stderr")) {
-            Ok(Some(file)) => tail_of(file, TAIL),
-            _ => Vec::new(),
+    /// The last lines the service wrote to stderr, once what its exited
+    /// process wrote is all in the log.
+    async fn stderr_tail(&self, name: &str) -> Vec<String> {
+        if let Some(runtime) = self.runtimes.get(name) {
+            runtime.log.settled(SETTLE_LOGS).await;
+        }
+        last_lines(self.logs.path(), name, Stream::Stderr, TAIL)
+    }
+
+    /// A lifecycle line in the service's log.
+    fn note(&self, name: &str, text: &str) {
+        if let Some(runtime) = self.runtimes.get(name) {
+            runtime.log.note(text);
         }
     }
 
@@ -703,7 +760,11 @@ impl Core {
         if !matches!(svc.status, ServiceStatus::Exited | ServiceStatus::Failed) {
             svc.status = ServiceStatus::Stopped;
         }
-        describe_stop(name, svc.pid.unwrap_or(0), outcome, grace)
+        let pid = svc.pid.unwrap_or(0);
+        if let Some(note) = stop_note(pid, outcome, grace) {
+            self.note(name, &note);
+        }
+        describe_stop(name, pid, outcome, grace)
     }
 
     /// Stops everything: dependents first, each wave in parallel; then any
@@ -734,9 +795,13 @@ impl Core {
                     ));
                 }
                 let svc = self.service_state(name);
-                lines.extend(describe_stop(name, svc.pid.unwrap_or(0), outcome, grace));
                 if !matches!(svc.status, ServiceStatus::Failed | ServiceStatus::Exited) {
                     svc.status = ServiceStatus::Stopped;
+                }
+                let pid = svc.pid.unwrap_or(0);
+                lines.extend(describe_stop(name, pid, outcome, grace));
+                if let Some(note) = stop_note(pid, outcome, grace) {
+                    self.note(name, &note);
                 }
             }
         }
@@ -822,6 +887,7 @@ impl Core {
             ),
         };
         self.state.last_rebuild = Some(line.clone());
+        self.devctl_log.note(&line);
         self.announce(UpEvent::Replanned { applied, line });
     }
 
@@ -831,9 +897,22 @@ impl Core {
     async fn apply(&mut self, specs: Vec<ServiceSpec>) -> Result<String, String> {
         let root = self.dir.root().to_path_buf();
         let next = Graph::new(specs).map_err(|err| err.to_string())?;
-        let mut fresh = runtimes_for(&root, &next).map_err(|f| f.reason)?;
         let diff = self.graph.diff(&next);
         let restart = diff.restart();
+        let renewed: Vec<String> = restart.iter().chain(&diff.added).cloned().collect();
+        let mut kept_logs: BTreeMap<String, Arc<Capture>> = renewed
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.runtimes.get(n)?.log.clone())))
+            .collect();
+        let mut fresh = runtimes_for(
+            &root,
+            &next,
+            &renewed,
+            &self.logs,
+            self.log_limits,
+            &mut kept_logs,
+        )
+        .map_err(|f| f.reason)?;
         let stopping: BTreeSet<String> = diff.removed.iter().chain(&restart).cloned().collect();
         for wave in self.graph.stop_waves(&stopping) {
             for name in wave {
@@ -874,20 +953,34 @@ impl Core {
     }
 }
 
+/// Runtimes for `names` of `graph`; a service's log is taken from `logs_of`
+/// when it is there (a restart keeps writing the run's log), else opened
+/// (which rotates the previous run's log away).
 fn runtimes_for(
     root: &std::path::Path,
     graph: &Graph,
+    names: &[String],
+    logs: &Arc<PrivateDir>,
+    limits: LogLimits,
+    logs_of: &mut BTreeMap<String, Arc<Capture>>,
 ) -> Result<BTreeMap<String, Runtime>, Failure> {
     let mut runtimes = BTreeMap::new();
-    for name in graph.order() {
+    for name in names {
         let Some(spec) = graph.spec(name) else {
             continue;
         };
         let cwd = service_cwd(root, spec).map_err(Failure::new)?;
+        let log = match logs_of.remove(name) {
+            Some(log) => log,
+            None => Arc::new(Capture::open(logs.clone(), name, limits).map_err(|err| {
+                Failure::new(format!("service {name}: cannot open its log: {err}"))
+            })?),
+        };
         runtimes.insert(
             name.clone(),
             Runtime {
                 cwd,
+                log,
                 instance: 0,
                 backoff: Backoff::default(),
                 health: None,

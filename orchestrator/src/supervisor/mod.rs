@@ -153,7 +153,8 @@ fn start_core(
     let mut core = Core::new(
         CoreOptions {
             dir: dir.clone(),
-            logs,
+            logs: Arc::new(logs),
+            log_limits: repo.config.log_limits,
             grace: options.grace,
             events: events.clone(),
             planner,

@@ -1,20 +1,14 @@
 //! Starting one service process: its own process group (so it and its
 //! children can be stopped together), the parent's environment plus its own
 //! and devctl's marks ([`crate::procs`]), stdin from /dev/null, stdout and
-//! stderr straight into its log files under `.devctl/logs/` (the previous
-//! run's kept as `.1`).
+//! stderr into pipes its log ([`crate::logs::Capture`]) reads.
 
 use std::path::{Path, PathBuf};
 
 use devctl_contract::manifest::ServiceSpec;
-use devctl_support::fs::PrivateDir;
 
+use crate::logs::{Capture, Stream};
 use crate::procs::marks;
-
-/// A service's log file names under `.devctl/logs/`.
-pub fn log_name(service: &str, stream: &str) -> String {
-    format!("{service}.{stream}.log")
-}
 
 /// Where a service runs: its `cwd` under the repo root, never outside it.
 pub fn service_cwd(root: &Path, spec: &ServiceSpec) -> Result<PathBuf, String> {
@@ -44,7 +38,7 @@ pub fn service_cwd(root: &Path, spec: &ServiceSpec) -> Result<PathBuf, String> {
 /// What starting a service needs besides its spec.
 pub struct Launch<'a> {
     pub root: &'a Path,
-    pub logs: &'a PrivateDir,
+    pub log: &'a Capture,
     /// This run's id ([`crate::procs::run_id`]).
     pub run: &'a str,
 }
@@ -54,23 +48,8 @@ pub fn spawn(
     cwd: &Path,
     launch: &Launch<'_>,
 ) -> std::io::Result<tokio::process::Child> {
-    let open_log = |stream: &str| -> std::io::Result<std::fs::File> {
-        let name = log_name(&spec.name, stream);
-        if launch
-            .logs
-            .len(&name)
-            .map_err(std::io::Error::other)?
-            .is_some()
-        {
-            let _ = launch.logs.rename(&name, &format!("{name}.1"));
-        }
-        launch
-            .logs
-            .open_append(&name)
-            .map_err(std::io::Error::other)
-    };
-    let stdout = open_log("stdout")?;
-    let stderr = open_log("stderr")?;
+    let stdout = launch.log.pipe(Stream::Stdout)?;
+    let stderr = launch.log.pipe(Stream::Stderr)?;
     let (program, args) = spec
         .command
         .split_first()
