@@ -99,9 +99,27 @@ pub struct Declares {
     /// pipeline in watch mode.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub watch: Vec<String>,
+    /// Build steps and the sources they build: in watch mode, a change to
+    /// a step's sources re-runs that step (`build.run` with only it) and
+    /// restarts the services that run what it builds. Hosts that do not know
+    /// this field ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builds: Vec<BuildWatch>,
     /// Declarations this version does not interpret, kept verbatim.
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
+}
+
+/// One build step's sources (`declares.builds`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct BuildWatch {
+    /// The step's name, as `build.run` reports it.
+    pub step: String,
+    /// Globs relative to the repo root (`backend/**/*.go`).
+    pub watch: Vec<String>,
+    /// Services to restart once the step has run again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarts: Vec<String>,
 }
 
 /// Host → plugin: run `op` with `input`.

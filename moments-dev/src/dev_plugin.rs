@@ -13,7 +13,9 @@
 //! - `command.run`: `vite-env` (writes the web app's dotenv file) and
 //!   `doctor` (the human validation report, on stderr).
 //!
-//! It declares `config/app/*.yaml` for the orchestrator's watch mode.
+//! It declares `config/app/*.yaml` for the orchestrator's watch mode, and
+//! the backend's and the web app's sources (`dev.backend.watch`,
+//! `dev.web.watch`) as those of the build groups of the same names.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +55,13 @@ pub fn run(template: ConfigRequest) -> ExitCode {
 
 /// The plugin, ready to serve (also used by tests through the SDK harness).
 pub fn plugin(template: ConfigRequest) -> Plugin {
+    // The handshake comes before any request, so the sources it declares
+    // for watch mode come from the config as it is at start (from the
+    // plugin's working directory, the repo root); a broken config declares
+    // none, and every request reports it.
+    let sources = LoadedConfig::load(&template)
+        .map(|config| build_sources(&config.settings))
+        .unwrap_or_default();
     let template = Arc::new(template);
     let with_config = |template: &Arc<ConfigRequest>| {
         let template = template.clone();
@@ -66,7 +75,7 @@ pub fn plugin(template: ConfigRequest) -> Plugin {
     let load_vite = with_config(&template);
     let load_doctor = with_config(&template);
 
-    Plugin::new("moments")
+    let plugin = Plugin::new("moments")
         .op(CONFIG_MUTATE, move |ctx: Ctx, _: Value| {
             let config = load_mutate(&ctx);
             async move { config_mutate(&ctx, &config?) }
@@ -131,7 +140,21 @@ pub fn plugin(template: ConfigRequest) -> Plugin {
                 }
             },
         )
-        .watch(WATCH_GLOBS)
+        .watch(WATCH_GLOBS);
+    sources.into_iter().fold(plugin, |plugin, (group, globs)| {
+        plugin.build_watch(&group, &globs, &[group.as_str()])
+    })
+}
+
+/// Build groups named after a service, with that service's sources: an
+/// edit re-runs the group and restarts the service.
+fn build_sources(settings: &crate::settings::MomentsSettings) -> Vec<(String, Vec<String>)> {
+    let dev = &settings.dev;
+    [("backend", &dev.backend), ("web", &dev.web)]
+        .into_iter()
+        .filter(|(group, service)| dev.build.contains_key(*group) && !service.watch.is_empty())
+        .map(|(group, service)| (group.to_owned(), service.watch.clone()))
+        .collect()
 }
 
 /// Runs `work` on tokio's blocking pool: validation probes ports and HTTP

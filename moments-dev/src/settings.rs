@@ -115,10 +115,12 @@ impl Default for DevSettings {
             backend: ServiceCommand {
                 cwd: "backend".into(),
                 command: argv(&["go", "run", "./cmd/moments-server", "serve"]),
+                watch: argv(&["backend/**/*.go", "backend/go.mod", "backend/go.sum"]),
             },
             web: ServiceCommand {
                 cwd: "web".into(),
                 command: argv(&["pnpm", "run", "dev", "--", "--port", "{port}"]),
+                watch: argv(&["web/package.json", "web/pnpm-lock.yaml"]),
             },
             build: BTreeMap::from([
                 (
@@ -153,6 +155,10 @@ pub struct ServiceCommand {
     /// Relative to the repo root.
     pub cwd: String,
     pub command: Vec<String>,
+    /// The service's sources (globs relative to the repo root): under
+    /// `devctl up --watch`, an edit re-runs the build group of the same name
+    /// and restarts the service.
+    pub watch: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

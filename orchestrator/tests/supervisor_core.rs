@@ -13,6 +13,7 @@ use devctl::state::{Phase, ServiceStatus, State};
 use devctl::statedir::StateDir;
 use devctl::supervisor::core::{Core, CoreOptions, Failure, Input, Planned, Planner};
 use devctl_contract::manifest::{HealthCheckSpec, HealthKind, RestartPolicy, ServiceSpec};
+use devctl_contract::protocol::BuildWatch;
 use tokio::sync::{mpsc, oneshot};
 
 /// A running loop and its ends.
@@ -50,6 +51,14 @@ fn ready_when_written(name: &str, extra: &str) -> ServiceSpec {
 }
 
 fn drive(services: Vec<ServiceSpec>, planner: Option<Box<dyn Planner>>) -> Driven {
+    drive_with_builds(services, planner, Vec::new())
+}
+
+fn drive_with_builds(
+    services: Vec<ServiceSpec>,
+    planner: Option<Box<dyn Planner>>,
+    builds: Vec<BuildWatch>,
+) -> Driven {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().canonicalize().unwrap();
     let state_dir = Arc::new(StateDir::create(&root).unwrap());
@@ -74,6 +83,8 @@ fn drive(services: Vec<ServiceSpec>, planner: Option<Box<dyn Planner>>) -> Drive
         services,
     )
     .unwrap();
+    let mut core = core;
+    core.set_builds(builds);
     let (inputs, input_rx) = mpsc::unbounded_channel();
     let done = tokio::spawn(core.run(input_rx));
     Driven {
@@ -318,15 +329,30 @@ async fn a_service_that_dies_during_start_up_fails_the_run_with_its_stderr() {
     assert!(!alive(fine), "the healthy service was stopped too");
 }
 
-/// Plans handed out one after the other, as edits would produce them.
-struct Scripted(Mutex<Vec<Result<Planned, Failure>>>);
+/// Plans handed out one after the other, as edits would produce them; the
+/// build steps each re-plan was asked to run again are recorded.
+struct Scripted {
+    plans: Mutex<Vec<Result<Planned, Failure>>>,
+    rebuilds: Arc<Mutex<Vec<Vec<String>>>>,
+}
+
+impl Scripted {
+    fn new(plans: Vec<Result<Planned, Failure>>) -> Scripted {
+        Scripted {
+            plans: Mutex::new(plans),
+            rebuilds: Arc::default(),
+        }
+    }
+}
 
 impl Planner for Scripted {
     fn plan(
         &self,
         _running: Vec<String>,
+        rebuild: Vec<String>,
     ) -> Pin<Box<dyn Future<Output = Result<Planned, Failure>> + Send + '_>> {
-        let next = self.0.lock().unwrap().remove(0);
+        self.rebuilds.lock().unwrap().push(rebuild);
+        let next = self.plans.lock().unwrap().remove(0);
         Box::pin(async move { next })
     }
 }
@@ -345,13 +371,10 @@ async fn a_new_plan_restarts_only_what_changed_and_a_bad_one_changes_nothing() {
         Err(Failure::new("validation failed (E_PORT: port in use)")),
         Ok(Planned {
             services: vec![changed_api, web.clone(), cache.clone()],
-            watch: Vec::new(),
+            ..Planned::default()
         }),
     ];
-    let mut driven = drive(
-        vec![api, web, cache],
-        Some(Box::new(Scripted(Mutex::new(plans)))),
-    );
+    let mut driven = drive(vec![api, web, cache], Some(Box::new(Scripted::new(plans))));
     driven
         .until(|e| matches!(e, UpEvent::Ready { .. }).then_some(()))
         .await;
@@ -408,5 +431,67 @@ async fn a_new_plan_restarts_only_what_changed_and_a_bad_one_changes_nothing() {
     assert_ne!(before[1], after[1]);
     assert_eq!(before[2], after[2]);
     assert_eq!(driven.state().last_rebuild.as_deref(), Some(line.as_str()));
+    assert_eq!(driven.shutdown().await, Ok(0));
+}
+
+#[tokio::test]
+async fn an_edited_source_rebuilds_its_step_and_restarts_what_runs_it() {
+    let api = ready_when_written("api", "");
+    let web = ServiceSpec {
+        depends_on: vec!["api".into()],
+        ..ready_when_written("web", "")
+    };
+    let cache = ready_when_written("cache", "");
+    let builds = vec![BuildWatch {
+        step: "api".into(),
+        watch: vec!["api/src/*.rs".into()],
+        restarts: vec!["api".into()],
+    }];
+    let rebuilt = Planned {
+        services: vec![api.clone(), web.clone(), cache.clone()],
+        builds: builds.clone(),
+        built: vec![("api".into(), 7)],
+        ..Planned::default()
+    };
+    let scripted = Scripted::new(vec![Ok(rebuilt)]);
+    let rebuilds = scripted.rebuilds.clone();
+    let mut driven = drive_with_builds(vec![api, web, cache], Some(Box::new(scripted)), builds);
+    driven
+        .until(|e| matches!(e, UpEvent::Ready { .. }).then_some(()))
+        .await;
+    let before = [driven.pid("api"), driven.pid("web"), driven.pid("cache")];
+    for name in ["api", "web"] {
+        std::fs::remove_file(driven.state_dir.root().join(format!("ready.{name}"))).unwrap();
+    }
+    driven
+        .inputs
+        .send(Input::Changed(vec!["api/src/main.rs".into()]))
+        .unwrap();
+    let line = driven
+        .until(|event| match event {
+            UpEvent::Replanned {
+                applied: true,
+                line,
+            } => Some(line.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        rebuilds.lock().unwrap().as_slice(),
+        [vec!["api".to_owned()]]
+    );
+    assert_eq!(
+        line,
+        "plan 2 (api/src/main.rs changed): built api in 7 ms; restarted api (build changed); restarted web (depends on a changed service); unchanged: cache"
+    );
+    driven
+        .until(|event| match event {
+            UpEvent::ServiceReady { name, .. } if name == "web" => Some(()),
+            _ => None,
+        })
+        .await;
+    let after = [driven.pid("api"), driven.pid("web"), driven.pid("cache")];
+    assert_ne!(before[0], after[0]);
+    assert_eq!(before[2], after[2]);
     assert_eq!(driven.shutdown().await, Ok(0));
 }

@@ -315,3 +315,28 @@ fn a_foreground_up_watch_reports_each_rebuild_and_stops_on_ctrl_c() {
     let left = repo.wait_for_nothing_left(Duration::from_secs(3));
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn an_edited_backend_source_rebuilds_it_and_restarts_it() {
+    let (repo, _, _) = TestRepo::moments();
+    up_watching(&repo);
+    let backend_pid = repo.pid_of("backend");
+    let source = repo.root.join("backend/server.py");
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    text.push_str("\n# an edit\n");
+    std::fs::write(&source, text).unwrap();
+    wait_for(&repo, "plan 2 ready", |s| {
+        generation(s) == 2 && all_ready(s)
+    });
+    let line = last_rebuild(&repo);
+    assert!(
+        line.starts_with("plan 2 (backend/server.py changed): built backend in ")
+            && line.contains("restarted backend (build changed)"),
+        "{line}"
+    );
+    assert_ne!(repo.pid_of("backend"), backend_pid, "a new backend process");
+    // The same line is in the merged log, as devctl's own.
+    let logs = String::from_utf8_lossy(&repo.devctl(&["logs", "--tail", "50"]).stdout).into_owned();
+    assert!(logs.contains(&format!("devctl  * {line}")), "{logs}");
+    assert!(repo.devctl(&["down"]).status.success());
+}

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use devctl_contract::manifest::ServiceSpec;
+use devctl_contract::protocol::BuildWatch;
 use devctl_sdk::host::process_id;
 use devctl_support::fs::PrivateDir;
 use tokio::sync::{mpsc, oneshot};
@@ -73,13 +74,19 @@ pub struct Planned {
     pub services: Vec<ServiceSpec>,
     /// The config globs the plugins declared (`declares.watch`).
     pub watch: Vec<String>,
+    /// The build steps' sources the plugins declared (`declares.builds`).
+    pub builds: Vec<BuildWatch>,
+    /// The build steps that ran (a rebuild's), with how long each took (ms).
+    pub built: Vec<(String, u64)>,
 }
 
-/// Makes a new plan (for `up --watch`); told which services are running.
+/// Makes a new plan (for `up --watch`): told which services are running and
+/// which build steps to run again (their sources changed).
 pub trait Planner: Send + Sync {
     fn plan(
         &self,
         running: Vec<String>,
+        rebuild: Vec<String>,
     ) -> Pin<Box<dyn Future<Output = Result<Planned, Failure>> + Send + '_>>;
 }
 
@@ -183,6 +190,8 @@ pub struct Core {
     /// Set when the loop must end, with its result.
     finished: Option<Result<u8, Failure>>,
     owns_descendants: bool,
+    /// The build steps' sources (`declares.builds`), for `up --watch`.
+    builds: Vec<BuildWatch>,
 }
 
 impl Core {
@@ -223,6 +232,7 @@ impl Core {
             pending_changes: Vec::new(),
             finished: None,
             owns_descendants: options.owns_descendants,
+            builds: Vec::new(),
         };
         core.state.services = core
             .graph
@@ -233,9 +243,17 @@ impl Core {
         Ok(core)
     }
 
-    /// Watches these config globs (`up --watch`).
-    pub fn watch(&mut self, watcher: crate::watch::Watcher) {
+    /// Watches config globs and build steps' sources (`up --watch`).
+    pub fn watch(&mut self, mut watcher: crate::watch::Watcher, planned: &Planned) {
+        watcher.set_globs(&watched_globs(planned));
+        self.builds = planned.builds.clone();
         self.watcher = Some(watcher);
+    }
+
+    /// Declares the build steps' sources without a watcher (tests drive
+    /// changes in with [`Input::Changed`]).
+    pub fn set_builds(&mut self, builds: Vec<BuildWatch>) {
+        self.builds = builds;
     }
 
     /// Runs until shut down (or start-up fails); returns the exit status.
@@ -863,13 +881,45 @@ impl Core {
             .filter(|s| s.status == ServiceStatus::Ready)
             .map(|s| s.name.clone())
             .collect();
-        let outcome = match planner.plan(running).await {
+        // Sources of a build step changed: run it again, then restart what
+        // runs its output.
+        let rebuild: Vec<&BuildWatch> = self
+            .builds
+            .iter()
+            .filter(|b| {
+                changed.iter().any(|path| {
+                    b.watch
+                        .iter()
+                        .any(|glob| crate::watch::glob_matches(glob, path))
+                })
+            })
+            .collect();
+        let steps: Vec<String> = rebuild.iter().map(|b| b.step.clone()).collect();
+        let restarts: BTreeSet<String> = rebuild
+            .iter()
+            .flat_map(|b| b.restarts.iter().cloned())
+            .collect();
+        let outcome = match planner.plan(running, steps).await {
             Err(failure) => Err(failure.reason),
             Ok(planned) => {
                 if let Some(watcher) = self.watcher.as_mut() {
-                    watcher.set_globs(&planned.watch);
+                    watcher.set_globs(&watched_globs(&planned));
                 }
-                self.apply(planned.services).await
+                self.builds = planned.builds.clone();
+                let built: Vec<String> = planned
+                    .built
+                    .iter()
+                    .map(|(step, ms)| format!("built {step} in {ms} ms"))
+                    .collect();
+                self.apply(planned.services, &restarts)
+                    .await
+                    .map(|summary| {
+                        if built.is_empty() {
+                            summary
+                        } else {
+                            format!("{}; {summary}", built.join(", "))
+                        }
+                    })
             }
         };
         let (applied, line) = match outcome {
@@ -894,10 +944,14 @@ impl Core {
     /// Moves the running services to `specs`: stops the removed, restarts
     /// the changed (and what depends on them, after them), starts the added;
     /// the rest keep running untouched. Returns a one-line summary.
-    async fn apply(&mut self, specs: Vec<ServiceSpec>) -> Result<String, String> {
+    async fn apply(
+        &mut self,
+        specs: Vec<ServiceSpec>,
+        rebuilt: &BTreeSet<String>,
+    ) -> Result<String, String> {
         let root = self.dir.root().to_path_buf();
         let next = Graph::new(specs).map_err(|err| err.to_string())?;
-        let diff = self.graph.diff(&next);
+        let diff = self.graph.diff_rebuilt(&next, rebuilt);
         let restart = diff.restart();
         let renewed: Vec<String> = restart.iter().chain(&diff.added).cloned().collect();
         let mut kept_logs: BTreeMap<String, Arc<Capture>> = renewed
@@ -1004,6 +1058,13 @@ pub fn endpoint_of(spec: &ServiceSpec) -> Option<String> {
         .clone()
         .or_else(|| health.address.clone())
         .or_else(|| health.port.map(|port| format!("127.0.0.1:{port}")))
+}
+
+/// Everything `up --watch` watches: config globs and build steps' sources.
+fn watched_globs(planned: &Planned) -> Vec<String> {
+    let mut globs = planned.watch.clone();
+    globs.extend(planned.builds.iter().flat_map(|b| b.watch.iter().cloned()));
+    globs
 }
 
 /// The next batch of changed config files, or never without a watcher.

@@ -146,12 +146,21 @@ impl Graph {
 
     /// What moving from this graph to `next` means.
     pub fn diff(&self, next: &Graph) -> Diff {
+        self.diff_rebuilt(next, &BTreeSet::new())
+    }
+
+    /// [`Graph::diff`], where the services in `rebuilt` changed too (what
+    /// they run was built again).
+    pub fn diff_rebuilt(&self, next: &Graph, rebuilt: &BTreeSet<String>) -> Diff {
         let mut diff = Diff::default();
         for name in &next.order {
             match self.specs.get(name) {
                 None => diff.added.push(name.clone()),
                 Some(old) => {
-                    let reasons = differences(old, &next.specs[name]);
+                    let mut reasons = differences(old, &next.specs[name]);
+                    if rebuilt.contains(name) {
+                        reasons.push("build");
+                    }
                     if !reasons.is_empty() {
                         diff.changed.insert(name.clone(), reasons);
                     }

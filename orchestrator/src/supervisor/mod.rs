@@ -161,12 +161,12 @@ fn start_core(
             state: state.clone(),
             owns_descendants: true,
         },
-        planned.services,
+        planned.services.clone(),
     )?;
     if options.watch {
-        let watcher = crate::watch::Watcher::new(&repo.root, &planned.watch)
+        let watcher = crate::watch::Watcher::new(&repo.root, &[])
             .map_err(|err| Failure::new(format!("cannot watch the config files: {err}")))?;
-        core.watch(watcher);
+        core.watch(watcher, &planned);
     }
     Ok(core)
 }

@@ -1,11 +1,13 @@
 //! From plugins to services: start the plugins, run the pipeline, turn the
 //! plan into the services to run (or say why not: a failed step, an invalid
-//! plan, a plugin error). Used at start-up and by `up --watch` re-plans.
+//! plan, a plugin error). Used at start-up and by `up --watch` re-plans,
+//! which re-run only the build steps whose sources changed.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 
+use devctl_contract::protocol::BuildWatch;
 use devctl_sdk::host::StderrSink;
 
 use super::core::{EventSink, Failure, Planned, Planner};
@@ -23,11 +25,14 @@ pub async fn plan(
         name: "plugins".into(),
     });
     let clients = repo.start_all(&BTreeSet::new(), false).await?;
-    let watch: Vec<String> = clients
+    let declared = clients
         .iter()
-        .filter_map(|c| c.handshake().declares.as_ref())
+        .filter_map(|c| c.handshake().declares.as_ref());
+    let watch: Vec<String> = declared
+        .clone()
         .flat_map(|d| d.watch.iter().cloned())
         .collect();
+    let builds: Vec<BuildWatch> = declared.flat_map(|d| d.builds.iter().cloned()).collect();
     let phase = |name: &str| events(UpEvent::Phase { name: name.into() });
     let outcome = pipeline::run_with(&clients, options, repo.timeout, &phase).await;
     close_all(clients).await;
@@ -79,9 +84,19 @@ pub async fn plan(
             "validation failed{first}; nothing was started (fix the errors above, or pass --skip-validate)"
         )));
     }
+    let built = if options.skip_build {
+        Vec::new()
+    } else {
+        plan.build
+            .iter()
+            .map(|s| (s.step.name.clone(), s.step.duration_ms))
+            .collect()
+    };
     Ok(Planned {
         services: plan.services.into_iter().map(|s| s.spec).collect(),
         watch,
+        builds,
+        built,
     })
 }
 
@@ -97,12 +112,14 @@ impl Planner for PipelinePlanner {
     fn plan(
         &self,
         running: Vec<String>,
+        rebuild: Vec<String>,
     ) -> Pin<Box<dyn Future<Output = Result<Planned, Failure>> + Send + '_>> {
         Box::pin(async move {
             let mut repo = Repository::open(&self.settings)?;
             repo.stderr = self.stderr.clone();
             let options = PipelineOptions {
-                skip_build: true,
+                skip_build: rebuild.is_empty(),
+                build_steps: (!rebuild.is_empty()).then_some(rebuild),
                 skip_prepare: true,
                 running,
                 ..PipelineOptions::default()

@@ -32,7 +32,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use devctl_contract::ops::{CommandRunInput, COMMAND_RUN};
-use devctl_contract::protocol::{Capabilities, CommandSpec, Declares, Handshake, PROTOCOL_VERSION};
+use devctl_contract::protocol::{
+    BuildWatch, Capabilities, CommandSpec, Declares, Handshake, PROTOCOL_VERSION,
+};
 use devctl_contract::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -144,6 +146,18 @@ impl Plugin {
         self
     }
 
+    /// A build step's sources: in the orchestrator's watch mode, a change to
+    /// them re-runs `step` (through this plugin's `build.run`) and restarts
+    /// `restarts`.
+    pub fn build_watch(mut self, step: &str, globs: &[String], restarts: &[&str]) -> Plugin {
+        self.declares.builds.push(BuildWatch {
+            step: step.to_owned(),
+            watch: globs.to_vec(),
+            restarts: restarts.iter().map(|s| s.to_string()).collect(),
+        });
+        self
+    }
+
     /// Bound on one input line; longer requests are skipped with a log line.
     pub fn max_line(mut self, bytes: usize) -> Plugin {
         self.max_line = bytes;
@@ -163,8 +177,7 @@ impl Plugin {
         }
         ops.sort();
         ops.dedup();
-        let declares = (!self.declares.watch.is_empty() || !self.declares.other.is_empty())
-            .then(|| self.declares.clone());
+        let declares = (self.declares != Declares::default()).then(|| self.declares.clone());
         Handshake {
             protocol_version: PROTOCOL_VERSION.into(),
             plugin_name: self.name.clone(),
