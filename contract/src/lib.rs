@@ -10,10 +10,14 @@
 //! writing frames is the SDK's job. All input types ignore unknown fields so
 //! that newer peers can talk to older ones. [`schema::all`] lists the JSON
 //! Schemas committed under `contract/schema/`; [`secrets`] says how every
-//! tool recognises and hides secrets.
+//! tool recognises and hides secrets. The protocol's time and size limits
+//! live in [`limits`]; [`flags`] parses bounded numeric flag values for every
+//! binary of the workspace.
 
 pub mod error_code;
+pub mod flags;
 pub mod handshake;
+pub mod limits;
 pub mod manifest;
 pub mod ops;
 pub mod protocol;
