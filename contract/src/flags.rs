@@ -53,6 +53,13 @@ pub fn parse_duration(text: &str, range: DurationRange) -> Result<Duration, Flag
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
+    if number.is_empty() {
+        return Err(FlagError(format!(
+            "expected {}, got {}",
+            accepted(),
+            quoted(text)
+        )));
+    }
     let per_unit = match unit {
         "ms" => 0.001,
         "" | "s" => 1.0,
