@@ -1,0 +1,331 @@
+//! One run of the suite: the plugin command, the scratch repo, the clock,
+//! what earlier families learned about the plugin, the verdicts so far, and
+//! a record of every session (what it saw on stdout, how it ended, what it
+//! changed in the repo) for the verdicts that cover the whole run.
+//!
+//! Families open sessions through [`Run::open`] and end them through
+//! [`Run::close`], which is where those records are taken.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use devctl_contract::protocol::{Handshake, Request, RequestContext};
+use devctl_sdk::host::PluginSpec;
+use serde_json::Value;
+
+use crate::catalogue::{self, family_of};
+use crate::clock::{base, Clock};
+use crate::observe::Sample;
+use crate::report::{CheckResult, Severity, Status};
+use crate::scratch::{Scratch, Snapshot};
+use crate::session::{Ending, Exit, HandshakeOutcome, Session};
+
+/// Which checks the user asked for (`--only`, `--skip`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection {
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+}
+
+impl Selection {
+    fn matches(selector: &str, id: &str) -> bool {
+        let family = family_of(id);
+        selector == id || selector == family || selector.strip_suffix(".*") == Some(family)
+    }
+
+    /// Whether the check `id` is reported.
+    pub fn reports(&self, id: &str) -> bool {
+        (self.only.is_empty() || self.only.iter().any(|s| Selection::matches(s, id)))
+            && !self.skip.iter().any(|s| Selection::matches(s, id))
+    }
+
+    /// Whether any check of `family` can be reported, so its work is done.
+    pub fn wants(&self, family: &str) -> bool {
+        let whole = |s: &String| s == family || s.strip_suffix(".*") == Some(family);
+        (self.only.is_empty() || self.only.iter().any(|s| family_of(s) == family))
+            && !self.skip.iter().any(whole)
+    }
+
+    pub fn wants_any(&self, families: &[&str]) -> bool {
+        families.iter().any(|f| self.wants(f))
+    }
+}
+
+/// A declared op's answer to a minimal request, from the `timeout` family.
+#[derive(Debug, Clone)]
+pub(crate) struct OpAnswer {
+    pub ok: bool,
+    /// Digest of the normalised output (or of the error code).
+    pub digest: u64,
+    /// A short rendering, for messages.
+    pub preview: String,
+    pub took: Duration,
+    pub stream_id: Option<String>,
+}
+
+/// What earlier families learned that later ones need.
+#[derive(Default)]
+pub(crate) struct Learned {
+    pub handshake: Option<Handshake>,
+    /// How fast the unknown op was refused (with the right id).
+    pub unknown_op: Option<Duration>,
+    /// The id the unknown op was answered with instead of its own.
+    pub unknown_op_misaddressed: Option<String>,
+    /// Ops that answered (with the right id), by op.
+    pub answers: BTreeMap<String, OpAnswer>,
+    /// Ops without a usable answer, and why ("see timeout.x").
+    pub unusable: BTreeMap<String, String>,
+    /// Ops whose second answer equalled the first.
+    pub stable: BTreeSet<String>,
+    /// Some answer carried its request's id.
+    pub matched_any: bool,
+    /// The plugin stayed up after stdin closed.
+    pub ignores_eof: bool,
+}
+
+impl Learned {
+    pub fn capabilities_ops(&self) -> Vec<String> {
+        let mut ops = Vec::new();
+        for op in self.handshake.iter().flat_map(|h| &h.capabilities.ops) {
+            if !ops.contains(op) {
+                ops.push(op.clone());
+            }
+        }
+        ops
+    }
+
+    pub fn stream_ops(&self) -> Vec<String> {
+        self.answers
+            .iter()
+            .filter(|(_, answer)| answer.stream_id.is_some())
+            .map(|(op, _)| op.clone())
+            .collect()
+    }
+}
+
+/// What one session showed, kept for the run-wide verdicts.
+pub(crate) struct SessionRecord {
+    pub family: &'static str,
+    pub non_frames: Sample,
+    pub oversized: u64,
+    pub misaddressed: Sample,
+    pub duplicates: Sample,
+    pub unexpected: Sample,
+    pub stray_events: Sample,
+    pub leftovers: Option<Result<Vec<String>, String>>,
+    pub repo_changes: Vec<String>,
+}
+
+pub(crate) struct Run {
+    pub spec: PluginSpec,
+    pub clock: Clock,
+    pub scratch: Scratch,
+    pub has_repo: bool,
+    pub probe_commands: bool,
+    pub selection: Selection,
+    pub checks: Vec<CheckResult>,
+    pub learned: Learned,
+    pub sessions: Vec<SessionRecord>,
+    snapshot: Snapshot,
+}
+
+impl Run {
+    pub fn new(
+        spec: PluginSpec,
+        clock: Clock,
+        scratch: Scratch,
+        has_repo: bool,
+        probe_commands: bool,
+        selection: Selection,
+    ) -> Run {
+        let snapshot = scratch.snapshot();
+        Run {
+            spec,
+            clock,
+            scratch,
+            has_repo,
+            probe_commands,
+            selection,
+            checks: Vec::new(),
+            learned: Learned::default(),
+            sessions: Vec::new(),
+            snapshot,
+        }
+    }
+
+    fn record(
+        &mut self,
+        id: &str,
+        status: Status,
+        took: Duration,
+        message: String,
+        fix: Option<String>,
+    ) {
+        let severity = catalogue::info(id).map_or(Severity::Required, |info| info.severity);
+        self.checks.push(CheckResult {
+            id: id.to_owned(),
+            family: family_of(id).to_owned(),
+            severity,
+            status,
+            duration_ms: millis(took),
+            message,
+            fix,
+        });
+    }
+
+    pub fn pass(&mut self, id: &str, took: Duration, message: impl Into<String>) {
+        self.record(id, Status::Pass, took, message.into(), None);
+    }
+
+    /// A failure: what happened, and what to change (a sentence).
+    pub fn fail(
+        &mut self,
+        id: &str,
+        took: Duration,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.record(id, Status::Fail, took, message.into(), Some(fix.into()));
+    }
+
+    /// Could not be judged, and why.
+    pub fn skip(&mut self, id: &str, reason: impl Into<String>) {
+        self.record(id, Status::Skip, Duration::ZERO, reason.into(), None);
+    }
+
+    /// A request as every probe sends it: dry run, the scratch repo, the
+    /// op timeout as its deadline.
+    pub fn request(&self, id: &str, op: &str, input: Value) -> Request {
+        Request {
+            request_id: id.to_owned(),
+            op: op.to_owned(),
+            ctx: self.context(),
+            input,
+        }
+    }
+
+    pub fn context(&self) -> RequestContext {
+        RequestContext {
+            repo_root: Some(self.scratch.root.display().to_string()),
+            cwd: None,
+            deadline_ms: Some(millis(self.clock.op())),
+            dry_run: true,
+        }
+    }
+
+    /// Starts a session for `family` (in the scratch repo, or in `cwd`)
+    /// and waits for its handshake. `Err` says, as a sentence fragment, why
+    /// the family cannot run.
+    pub async fn open(
+        &mut self,
+        family: &'static str,
+        cwd: Option<&Path>,
+    ) -> Result<Session, String> {
+        if self.clock.spent() {
+            return Err(self.budget_spent());
+        }
+        let started = Instant::now();
+        let dir = cwd.unwrap_or(&self.scratch.root).to_path_buf();
+        let mut session = Session::start(&self.spec, &dir).map_err(|err| {
+            format!("the plugin could not be started again for the {family} checks: {err}")
+        })?;
+        // As patient as the first session: a late handshake is judged there.
+        let wait = self
+            .clock
+            .capped(self.clock.handshake().mul_f64(base::LATE_HANDSHAKE));
+        match session.handshake(started, wait).await {
+            HandshakeOutcome::Received { .. } => Ok(session),
+            HandshakeOutcome::Missing { reason, .. } => {
+                self.close(family, session).await;
+                Err(format!(
+                    "started again for the {family} checks, the plugin gave no handshake: {reason}"
+                ))
+            }
+        }
+    }
+
+    /// Ends a session and records what it showed. A plugin known to
+    /// ignore stdin EOF is not given the grace again.
+    pub async fn close(&mut self, family: &'static str, session: Session) -> Ending {
+        let eof_grace = if self.learned.ignores_eof {
+            Duration::ZERO
+        } else {
+            self.clock.wait(base::EOF_GRACE)
+        };
+        self.close_with_grace(family, session, eof_grace).await
+    }
+
+    /// Ends a session giving the plugin `eof_grace` to exit on stdin EOF.
+    pub async fn close_with_grace(
+        &mut self,
+        family: &'static str,
+        session: Session,
+        eof_grace: Duration,
+    ) -> Ending {
+        let non_frames = session.seen.non_frames.clone();
+        let oversized = session.seen.oversized;
+        let unexpected = session.seen.unexpected.clone();
+        let stray_events = session.seen.stray_events();
+        let misaddressed = session.misaddressed.clone();
+        let duplicates = session.duplicates.clone();
+        let ending = session
+            .close(eof_grace, self.clock.wait(base::LEFTOVERS))
+            .await;
+        self.clock.waste(ending.wasted);
+        if let Exit::IgnoredEof { .. } = ending.exit {
+            self.learned.ignores_eof = true;
+        }
+        let (repo_changes, now) = self.scratch.changes(&self.snapshot);
+        self.snapshot = now;
+        self.sessions.push(SessionRecord {
+            family,
+            non_frames,
+            oversized,
+            misaddressed,
+            duplicates,
+            unexpected,
+            stray_events,
+            leftovers: ending.leftovers.clone(),
+            repo_changes,
+        });
+        ending
+    }
+
+    /// Why a family that needs matched answers cannot run, if it cannot.
+    pub fn blocked(&self) -> Option<String> {
+        if self.liar() {
+            return Some(
+                "not judged: the plugin answers with request ids it was never sent, so no answer can be matched (see response.id-echoed)"
+                    .into(),
+            );
+        }
+        self.clock.spent().then(|| self.budget_spent())
+    }
+
+    pub fn budget_spent(&self) -> String {
+        format!(
+            "not run: the suite's patience ({} s of waiting for answers that never came) was used up; see the failures above",
+            self.clock.budget().as_secs()
+        )
+    }
+
+    /// Every answer so far carried an id that was never sent.
+    pub fn liar(&self) -> bool {
+        !self.learned.matched_any && self.sessions.iter().any(|s| s.misaddressed.count > 0)
+    }
+
+    /// Skips every check of `family` that would otherwise be reported.
+    pub fn skip_family(&mut self, family: &str, ids: &[&str], reason: &str) {
+        if ids.is_empty() {
+            self.skip(&format!("{family}.*"), reason);
+        }
+        for id in ids {
+            self.skip(id, reason);
+        }
+    }
+}
+
+pub(crate) fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
