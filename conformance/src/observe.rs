@@ -199,12 +199,25 @@ fn is_anonymous_response(line: &str) -> bool {
         }
 }
 
+/// Text from a plugin, made fit for one line of a report: control
+/// characters (newlines included) become spaces, runs of spaces one, and
+/// at most `max` characters are kept.
 pub(crate) fn clip(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(max).collect::<String>())
+    let mut flat = String::with_capacity(text.len().min(max * 4));
+    let mut kept = 0;
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && flat.ends_with(' ') {
+            continue;
+        }
+        if kept == max {
+            flat.push('…');
+            return flat;
+        }
+        flat.push(c);
+        kept += 1;
     }
+    flat
 }
 
 #[cfg(test)]
@@ -258,6 +271,13 @@ mod tests {
             (1, &["nobody".to_owned()][..])
         );
         assert_eq!(seen.non_frames.count, 2);
+    }
+
+    #[test]
+    fn plugin_text_is_made_fit_for_one_line() {
+        assert_eq!(clip("a\n  fix:\tb\r\n", 100), "a fix: b ");
+        assert_eq!(clip("abcdef", 3), "abc…");
+        assert_eq!(clip("abc", 3), "abc");
     }
 
     #[test]

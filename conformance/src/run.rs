@@ -60,6 +60,8 @@ pub(crate) struct OpAnswer {
     pub digest: u64,
     /// A short rendering, for messages.
     pub preview: String,
+    /// `ok:true`, or `ok:false with E_CODE`.
+    pub summary: String,
     pub took: Duration,
     pub stream_id: Option<String>,
 }

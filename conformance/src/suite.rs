@@ -257,9 +257,12 @@ impl Suite {
                 .filter(|c| c.status == Status::Skip && c.message.starts_with("needs --repo-root"))
                 .filter(|c| self.selection.reports(&c.id))
                 .count();
-            notes.push(format!(
-                "no --repo-root: the plugin ran against an empty scratch directory; {needing} check(s) that need the plugin's repo were skipped (needs --repo-root)"
-            ));
+            notes.push(match needing {
+                0 => "no --repo-root: the plugin ran against an empty scratch directory".to_owned(),
+                n => format!(
+                    "no --repo-root: the plugin ran against an empty scratch directory, so {n} check(s) that need its repo were skipped (needs --repo-root)"
+                ),
+            });
         }
         if run.clock.spent() {
             notes.push(format!(

@@ -26,9 +26,14 @@ pub(crate) async fn run(run: &mut Run) {
             Some(answer) if answer.ok && answer.stream_id.is_none() => ops.push(op),
             Some(answer) if answer.stream_id.is_some() => {}
             Some(answer) => {
+                let why = if run.has_repo {
+                    "not judged"
+                } else {
+                    "needs --repo-root"
+                };
                 let reason = format!(
-                    "not judged: there is no successful answer to repeat ({})",
-                    answer.preview
+                    "{why}: there is no successful answer to repeat ({op} answered {})",
+                    answer.summary
                 );
                 run.skip(&id, reason);
             }

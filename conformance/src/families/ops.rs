@@ -79,6 +79,10 @@ pub(crate) async fn run(run: &mut Run) {
                         ok: response.ok,
                         digest: answer_digest(&response),
                         preview: describe_response(&response),
+                        summary: match &response.error {
+                            Some(error) if !response.ok => format!("ok:false with {}", error.code),
+                            _ => format!("ok:{}", response.ok),
+                        },
                         took,
                         stream_id: stream_id_of(&response).map(str::to_owned),
                     },

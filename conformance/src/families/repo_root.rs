@@ -34,7 +34,7 @@ pub(crate) async fn run(run: &mut Run) {
             }
             Some(answer) if !answer.ok && !run.has_repo => {
                 needs_repo += 1;
-                not_compared.push(format!("{op} ({})", answer.preview));
+                not_compared.push(format!("{op} ({})", answer.summary));
             }
             Some(_) => compared.push(op.clone()),
         }

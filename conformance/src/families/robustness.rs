@@ -31,7 +31,8 @@ struct Liveness {
 }
 
 pub(crate) async fn run(run: &mut Run) {
-    let probes: Vec<&str> = [INVALID_JSON, MISSING_ID, WRONG_TYPES, BLANK_LINES]
+    // The probe most plugins die of goes last.
+    let probes: Vec<&str> = [BLANK_LINES, MISSING_ID, WRONG_TYPES, INVALID_JSON]
         .into_iter()
         .filter(|id| run.selection.reports(id))
         .collect();
@@ -56,28 +57,41 @@ pub(crate) async fn run(run: &mut Run) {
         .find(|op| run.learned.answers.contains_key(**op))
         .map_or(UNKNOWN_OP, |op| *op)
         .to_owned();
+    // One session while the plugin survives; a fresh one after it died or
+    // stopped answering, so each probe is judged on its own.
+    let mut session: Option<Session> = None;
     for id in probes {
-        let mut session = match run.open("robustness", None).await {
-            Ok(session) => session,
-            Err(reason) => {
-                run.skip(id, reason);
-                continue;
-            }
+        let mut open = match session.take() {
+            Some(open) => open,
+            None => match run.open("robustness", None).await {
+                Ok(open) => open,
+                Err(reason) => {
+                    run.skip(id, reason);
+                    continue;
+                }
+            },
         };
-        let what = probe(run, &mut session, id, &target).await;
-        match what {
-            Probed::Sent(what) => still_answers(run, &mut session, id, &what, &liveness).await,
-            Probed::Judged => {}
+        let healthy = match probe(run, &mut open, id, &target).await {
+            Probed::Sent(what) => still_answers(run, &mut open, id, &what, &liveness).await,
+            Probed::Judged => false,
+        };
+        if healthy {
+            session = Some(open);
+        } else {
+            open.abandon_all();
+            run.close("robustness", open).await;
         }
-        session.abandon_all();
-        run.close("robustness", session).await;
+    }
+    if let Some(open) = session {
+        run.close("robustness", open).await;
     }
 }
 
 enum Probed {
     /// Sent; now see whether the plugin still answers. Says what was sent.
     Sent(String),
-    /// The probe's own answer already decided the check.
+    /// The probe's own answer already decided the check (the plugin may
+    /// not be in a state to go on).
     Judged,
 }
 
@@ -142,22 +156,27 @@ async fn probe(run: &mut Run, session: &mut Session, id: &str, target: &str) -> 
     }
 }
 
+/// Judges whether the plugin still answers after `what`; true if it does.
 async fn still_answers(
     run: &mut Run,
     session: &mut Session,
     id: &str,
     what: &str,
     liveness: &Liveness,
-) {
-    let request = run.request("cf-still-there", &liveness.op, minimal_input(&liveness.op));
-    match session
-        .call(&request, run.clock.capped(liveness.wait))
-        .await
-    {
+) -> bool {
+    let probe = id.split_once('.').map_or(id, |(_, name)| name);
+    let request = run.request(
+        &format!("cf-still-there-after-{probe}"),
+        &liveness.op,
+        minimal_input(&liveness.op),
+    );
+    let wait = run.clock.capped(liveness.wait);
+    match session.call(&request, wait).await {
         Answer::Answered { took, .. } => {
-            run.pass(id, took, format!("still answering after {what}"))
+            run.pass(id, took, format!("still answering after {what}"));
+            return true;
         }
-        Answer::Misaddressed { id: other, .. } => run.skip(
+        Answer::Misaddressed { id: other } => run.skip(
             id,
             format!(
                 "not judged: the next answer carried request_id {other:?} (see response.id-echoed)"
@@ -180,6 +199,7 @@ async fn still_answers(
             CARRY_ON,
         ),
     }
+    false
 }
 
 /// The unknown op if the plugin refused it in time, else its fastest
