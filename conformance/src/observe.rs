@@ -55,6 +55,12 @@ pub(crate) enum Line {
     Response(Box<Response>),
     /// A response whose `request_id` is empty, null or missing.
     Anonymous,
+    /// A `"type":"response"` object with a request id that is not a valid
+    /// response frame (counted as a non-frame too).
+    MalformedResponse {
+        id: String,
+        reason: String,
+    },
     Event,
     /// A handshake or request frame (not for a plugin to send).
     Unexpected,
@@ -105,9 +111,15 @@ impl Observed {
                 Line::Unexpected
             }
             Err(_) if is_anonymous_response(line) => Line::Anonymous,
-            Err(_) => {
+            Err(err) => {
                 self.non_frames.add(|| line.to_owned());
-                Line::NotAFrame
+                match response_id(line) {
+                    Some(id) => Line::MalformedResponse {
+                        id,
+                        reason: clip(&err.to_string(), 160),
+                    },
+                    None => Line::NotAFrame,
+                }
             }
         }
     }
@@ -183,6 +195,21 @@ impl<'a> LightEvent<'a> {
         let event: LightEvent = serde_json::from_str(line).ok()?;
         (event.kind == "event").then_some(event)
     }
+}
+
+/// The request id of a `"type":"response"` object, if it names one.
+fn response_id(line: &str) -> Option<String> {
+    let serde_json::Value::Object(object) = serde_json::from_str(line).ok()? else {
+        return None;
+    };
+    if object.get("type").and_then(|t| t.as_str()) != Some("response") {
+        return None;
+    }
+    object
+        .get("request_id")
+        .and_then(|id| id.as_str())
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
 }
 
 /// A JSON object with `"type": "response"` whose request id is missing,

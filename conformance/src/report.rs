@@ -160,7 +160,7 @@ impl Report {
         let width = self
             .checks
             .iter()
-            .map(|c| c.id.chars().count())
+            .map(|c| one_line(&c.id).chars().count().min(80))
             .max()
             .unwrap_or(10)
             .max(5);
@@ -181,9 +181,9 @@ impl Report {
                 out,
                 "{status:<6} {:<11} {:<width$} {:>5}ms  {}",
                 check.severity.as_str(),
-                check.id,
+                one_line(&check.id),
                 check.duration_ms,
-                check.message
+                one_line(&check.message)
             );
             if let (Some(fix), Status::Fail | Status::KnownFailure) = (&check.fix, check.status) {
                 let _ = writeln!(out, "{:indent$}fix: {fix}", "");
@@ -226,6 +226,12 @@ impl Report {
         );
         out
     }
+}
+
+/// Plugin-chosen text (op and command names end up in ids) on one line of
+/// the table, within reason.
+fn one_line(text: &str) -> String {
+    crate::observe::clip(text, 2000)
 }
 
 /// What the report says about the run besides the checks.

@@ -84,6 +84,8 @@ pub(crate) struct Learned {
     pub matched_any: bool,
     /// The plugin stayed up after stdin closed.
     pub ignores_eof: bool,
+    /// Some session's plugin exited and left processes running.
+    pub leaves_processes: bool,
 }
 
 impl Learned {
@@ -239,7 +241,7 @@ impl Run {
         match session.handshake(started, wait).await {
             HandshakeOutcome::Received { .. } => Ok(session),
             HandshakeOutcome::Missing { reason, .. } => {
-                self.close(family, session).await;
+                self.close_with_grace(family, session, Duration::ZERO).await;
                 Err(format!(
                     "started again for the {family} checks, the plugin gave no handshake: {reason}"
                 ))
@@ -271,12 +273,20 @@ impl Run {
         let stray_events = session.seen.stray_events();
         let misaddressed = session.misaddressed.clone();
         let duplicates = session.duplicates.clone();
-        let ending = session
-            .close(eof_grace, self.clock.wait(base::LEFTOVERS))
-            .await;
+        // Once a session left processes behind, the verdict is known: later
+        // sessions look for leftovers (and stop them) without waiting.
+        let leftover_wait = if self.learned.leaves_processes {
+            Duration::ZERO
+        } else {
+            self.clock.wait(base::LEFTOVERS)
+        };
+        let ending = session.close(eof_grace, leftover_wait).await;
         self.clock.waste(ending.wasted);
         if let Exit::IgnoredEof { .. } = ending.exit {
             self.learned.ignores_eof = true;
+        }
+        if let Some(Ok(left)) = &ending.leftovers {
+            self.learned.leaves_processes |= !left.is_empty();
         }
         let (repo_changes, now) = self.scratch.changes(&self.snapshot);
         self.snapshot = now;

@@ -180,24 +180,54 @@ fn digest_file(path: &Path) -> u64 {
     hasher.finish()
 }
 
-/// Copies regular files, directories and symlinks (as links); sockets,
-/// FIFOs and devices are left out (reading a FIFO would block).
+/// The most a repo copy may hold: a plugin's repo, not a disk.
+const MAX_ENTRIES: u64 = 200_000;
+const MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Copies regular files, directories and symlinks (as links) of `from`,
+/// staying on its file system; sockets, FIFOs and devices are left out
+/// (reading a FIFO would block). Refuses a tree larger than a repo can be
+/// (`--repo-root /` by mistake), and names the path that failed.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if SKIPPED.iter().any(|skip| name == *skip) {
+    let device = std::fs::metadata(from)?.dev();
+    let mut budget = (MAX_ENTRIES, MAX_BYTES);
+    copy_dir(from, to, device, &mut budget)
+}
+
+fn copy_dir(from: &Path, to: &Path, device: u64, budget: &mut (u64, u64)) -> std::io::Result<()> {
+    let context = |path: &Path| {
+        let path = path.display().to_string();
+        move |err: std::io::Error| std::io::Error::new(err.kind(), format!("{path}: {err}"))
+    };
+    std::fs::create_dir_all(to).map_err(context(to))?;
+    for entry in std::fs::read_dir(from).map_err(context(from))? {
+        let entry = entry.map_err(context(from))?;
+        let path = entry.path();
+        if SKIPPED.iter().any(|skip| entry.file_name() == *skip) {
             continue;
         }
-        let kind = entry.file_type()?;
-        let target = to.join(&name);
+        let meta = std::fs::symlink_metadata(&path).map_err(context(&path))?;
+        if meta.dev() != device {
+            continue;
+        }
+        budget.0 = budget.0.saturating_sub(1);
+        budget.1 = budget.1.saturating_sub(meta.len());
+        if budget.0 == 0 || budget.1 == 0 {
+            return Err(std::io::Error::other(format!(
+                "it holds more than {MAX_ENTRIES} entries or {} GiB (stopped at {}); pass the plugin's repo, not a whole disk",
+                MAX_BYTES >> 30,
+                path.display()
+            )));
+        }
+        let target = to.join(entry.file_name());
+        let kind = meta.file_type();
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
+            copy_dir(&path, &target, device, budget)?;
         } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+            let link = std::fs::read_link(&path).map_err(context(&path))?;
+            std::os::unix::fs::symlink(link, &target).map_err(context(&target))?;
         } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
+            std::fs::copy(&path, &target).map_err(context(&path))?;
         }
     }
     Ok(())

@@ -26,15 +26,22 @@ use devctl_sdk::host::{
 
 use crate::observe::{clip, Line, Observed, Sample};
 
+/// How long a write may wait for the plugin to read its stdin.
+const WRITE_LIMIT: Duration = Duration::from_secs(2);
+
 /// How a call ended.
 pub(crate) enum Answer {
     Answered {
         response: Response,
         took: Duration,
     },
-    /// The only outstanding request got an answer with another id.
-    Misaddressed {
-        id: String,
+    /// An answer arrived that hosts could not match to the request: it
+    /// carried another id while nothing else was outstanding (`id`), or it
+    /// was not a valid response frame (`id` is `None`). `why` says which,
+    /// as a phrase ("answered with request_id \"x\" … (see …)").
+    Unmatched {
+        id: Option<String>,
+        why: String,
     },
     Silent {
         waited: Duration,
@@ -105,6 +112,8 @@ pub(crate) struct Session {
     closed: bool,
     /// Time spent waiting for what never came (answers, an exit on EOF).
     pub wasted: Duration,
+    /// A write did not go through in time: the plugin does not read stdin.
+    stuck: bool,
 }
 
 impl Session {
@@ -139,6 +148,7 @@ impl Session {
             last_sent: "the start".into(),
             closed: false,
             wasted: Duration::ZERO,
+            stuck: false,
         })
     }
 
@@ -184,13 +194,9 @@ impl Session {
         self.sent.insert(request.request_id.clone());
         self.waiting.insert(request.request_id.clone());
         self.last_sent = format!("a {} request", request.op);
-        let ok = self
-            .raw
-            .send_frame(&Frame::Request(request.clone()))
-            .await
-            .is_ok();
-        self.closed |= !ok;
-        ok
+        let frame = Frame::Request(request.clone());
+        let outcome = tokio::time::timeout(WRITE_LIMIT, self.raw.send_frame(&frame)).await;
+        self.written(outcome)
     }
 
     /// Sends `requests` in one write (several requests per read on the
@@ -205,9 +211,8 @@ impl Session {
             })
             .collect();
         self.last_sent = format!("{} pipelined requests", requests.len());
-        let ok = self.raw.send_frames(&frames).await.is_ok();
-        self.closed |= !ok;
-        ok
+        let outcome = tokio::time::timeout(WRITE_LIMIT, self.raw.send_frames(&frames)).await;
+        self.written(outcome)
     }
 
     /// Sends a probe line that is not a proper request. `answers` says what
@@ -225,9 +230,28 @@ impl Session {
             .ids
             .extend(ids.iter().map(|id| (*id).to_owned()));
         self.last_sent = what.to_owned();
-        let ok = self.raw.send_line(line).await.is_ok();
-        self.closed |= !ok;
-        ok
+        let outcome = tokio::time::timeout(WRITE_LIMIT, self.raw.send_line(line)).await;
+        self.written(outcome)
+    }
+
+    /// Whether a write went through. A plugin that does not read its stdin
+    /// (the pipe stays full) makes the session stuck, not the suite.
+    fn written(
+        &mut self,
+        outcome: Result<std::io::Result<()>, tokio::time::error::Elapsed>,
+    ) -> bool {
+        match outcome {
+            Ok(Ok(())) => true,
+            Ok(Err(_)) => {
+                self.closed = true;
+                false
+            }
+            Err(_) => {
+                self.stuck = true;
+                self.wasted += WRITE_LIMIT;
+                false
+            }
+        }
     }
 
     /// Sends `request` and waits at most `wait` for how it ends.
@@ -235,6 +259,12 @@ impl Session {
         let started = Instant::now();
         let id = request.request_id.clone();
         if !self.send(request).await {
+            if self.stuck {
+                self.abandon(&id);
+                return Answer::Silent {
+                    waited: WRITE_LIMIT,
+                };
+            }
             return Answer::Ended {
                 how: self.how_it_ended().await,
             };
@@ -257,7 +287,24 @@ impl Session {
                     }
                     Arrival::Misaddressed(other) if self.waiting.len() == 1 => {
                         self.abandon(&id);
-                        return Answer::Misaddressed { id: other };
+                        return Answer::Unmatched {
+                            why: format!(
+                                "answered with request_id {other:?} instead of {id:?}, which hosts cannot match (see response.id-echoed)"
+                            ),
+                            id: Some(other),
+                        };
+                    }
+                    Arrival::Malformed {
+                        id: answered,
+                        reason,
+                    } if answered == id => {
+                        self.abandon(&id);
+                        return Answer::Unmatched {
+                            id: None,
+                            why: format!(
+                                "answered with a response frame hosts cannot read ({reason}; see stdout.frames-only)"
+                            ),
+                        };
                     }
                     _ => {}
                 },
@@ -347,7 +394,7 @@ impl Session {
             Exit::Gone {
                 how: describe_status(status),
             }
-        } else if !self.abandoned.is_empty() || !self.waiting.is_empty() {
+        } else if self.stuck || !self.abandoned.is_empty() || !self.waiting.is_empty() {
             Exit::Wedged
         } else {
             self.raw.close_stdin();
@@ -375,7 +422,14 @@ impl Session {
             }
         };
         let leftovers = match exit {
-            Exit::OnEof { .. } => Some(self.guard.survivors(&known, leftover_wait).await),
+            Exit::OnEof { .. } => {
+                let started = Instant::now();
+                let survivors = self.guard.survivors(&known, leftover_wait).await;
+                if survivors.as_ref().is_ok_and(|left| !left.is_empty()) {
+                    self.wasted += started.elapsed();
+                }
+                Some(survivors)
+            }
             _ => None,
         };
         // Outside the group first: they may hold the stderr pipe open.
@@ -423,6 +477,7 @@ impl Session {
                 self.misaddressed.add(|| "\"\" (no id)".into());
                 Arrival::Misaddressed(String::new())
             }
+            Line::MalformedResponse { id, reason } => Arrival::Malformed { id, reason },
             _ => Arrival::Other,
         }
     }
@@ -448,6 +503,7 @@ impl Session {
 enum Arrival {
     Answer(Box<Response>),
     Misaddressed(String),
+    Malformed { id: String, reason: String },
     Other,
 }
 

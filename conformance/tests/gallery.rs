@@ -201,6 +201,24 @@ fn response_sent_twice() {
 }
 
 #[test]
+fn a_response_hosts_cannot_read_fails_stdout_only() {
+    let report = run("response-malformed");
+    fails_exactly(
+        &report,
+        "response-malformed",
+        &["stdout.frames-only"],
+        "yes",
+    );
+    let timeout = report.check("timeout.launch.plan").expect("reported");
+    assert_eq!(timeout.status, Status::Skip, "{}", report.human());
+    assert!(
+        timeout.message.contains("stdout.frames-only"),
+        "{}",
+        timeout.message
+    );
+}
+
+#[test]
 fn responses_with_ids_never_sent() {
     let report = run("response-wrong-id");
     fails_exactly(

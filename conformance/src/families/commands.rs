@@ -97,13 +97,8 @@ pub(crate) async fn run(run: &mut Run) {
                 }
                 session = Some(open);
             }
-            Answer::Misaddressed { id: other, .. } => {
-                run.skip(
-                    &id,
-                    format!(
-                        "not judged: answered with request_id {other:?} (see response.id-echoed)"
-                    ),
-                );
+            Answer::Unmatched { why, .. } => {
+                run.skip(&id, format!("not judged: it {why}"));
                 session = Some(open);
             }
             Answer::Silent { waited } => {

@@ -94,10 +94,8 @@ pub(crate) async fn run(run: &mut Run) {
                     verdict = Some(Verdict::Fail(t, message));
                     break;
                 }
-                Answer::Misaddressed { id: other } => {
-                    verdict = Some(Verdict::Skip(format!(
-                        "not judged: an answer carried request_id {other:?} (see response.id-echoed)"
-                    )));
+                Answer::Unmatched { why, .. } => {
+                    verdict = Some(Verdict::Skip(format!("not judged: it {why}")));
                     break;
                 }
                 Answer::Silent { waited } => {

@@ -60,7 +60,9 @@ pub(crate) async fn run(run: &mut Run) -> std::io::Result<First> {
             ] {
                 run.skip(id, "not judged: there was no handshake");
             }
-            run.close("handshake", session).await;
+            // No handshake: no point waiting for an exit on EOF either.
+            run.close_with_grace("handshake", session, Duration::ZERO)
+                .await;
             return Ok(First {
                 handshake: None,
                 judged_eof: false,
@@ -253,13 +255,15 @@ async fn unknown_op(run: &mut Run, session: &mut Session) {
                 );
             }
         }
-        Answer::Misaddressed { id, .. } => {
-            // Judged at the end: its own mistake only if other answers
-            // carry their ids (otherwise response.id-echoed says it).
-            run.learned.unknown_op_misaddressed = Some(id.clone());
-            let reason = format!(
-                "not judged: the answer carried request_id {id:?} instead of \"cf-unknown-1\" (see unknown-op.id-echoed)"
-            );
+        Answer::Unmatched { id, why } => {
+            // A wrong id is judged at the end: its own mistake only if
+            // other answers carry their ids (otherwise response.id-echoed
+            // says it).
+            let reason = format!("not judged: it {why}");
+            match id {
+                Some(id) => run.learned.unknown_op_misaddressed = Some(id),
+                None => run.skip("unknown-op.id-echoed", reason.clone()),
+            }
             run.skip("unknown-op.unsupported", reason.clone());
             run.skip("unknown-op.fast", reason);
         }

@@ -89,14 +89,8 @@ pub(crate) async fn run(run: &mut Run) {
                 );
                 session = Some(open);
             }
-            Answer::Misaddressed { id, .. } => {
-                skip(
-                    run,
-                    &format!(
-                        "not judged: answered with request_id {id:?} instead of {:?}, which hosts cannot match (see response.id-echoed)",
-                        request.request_id
-                    ),
-                );
+            Answer::Unmatched { why, .. } => {
+                skip(run, &format!("not judged: it {why}"));
                 session = Some(open);
             }
             Answer::Silent { waited } => {

@@ -84,9 +84,7 @@ pub(crate) async fn run(run: &mut Run) {
                 describe_response(&response),
                 inside.preview
             )),
-            Answer::Misaddressed { id, .. } => {
-                not_compared.push(format!("{op} (answered with request_id {id:?})"))
-            }
+            Answer::Unmatched { why, .. } => not_compared.push(format!("{op} ({why})")),
             Answer::Silent { waited } => {
                 differing.push(format!(
                     "{op} gave no answer within {} ms",

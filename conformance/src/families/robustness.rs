@@ -129,8 +129,8 @@ async fn probe(run: &mut Run, session: &mut Session, id: &str, target: &str) -> 
             let wait = run.clock.capped(run.clock.op());
             match session.call(&request, wait).await {
                 Answer::Answered { .. } => Probed::Sent(what),
-                Answer::Misaddressed { id: other, .. } => {
-                    run.skip(WRONG_TYPES, format!("not judged: answered with request_id {other:?} (see response.id-echoed)"));
+                Answer::Unmatched { why, .. } => {
+                    run.skip(WRONG_TYPES, format!("not judged: it {why}"));
                     Probed::Judged
                 }
                 Answer::Silent { waited } => {
@@ -176,12 +176,9 @@ async fn still_answers(
             run.pass(id, took, format!("still answering after {what}"));
             return true;
         }
-        Answer::Misaddressed { id: other } => run.skip(
-            id,
-            format!(
-                "not judged: the next answer carried request_id {other:?} (see response.id-echoed)"
-            ),
-        ),
+        Answer::Unmatched { why, .. } => {
+            run.skip(id, format!("not judged: the next request was {why}"))
+        }
         Answer::Silent { waited } => run.fail(
             id,
             waited,

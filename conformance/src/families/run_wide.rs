@@ -174,10 +174,18 @@ fn leftovers(run: &mut Run) {
         }
     }
     if !left.is_empty() {
+        let more = match left.len() {
+            n if n > 2 => format!("; and after {} more sessions", n - 2),
+            _ => String::new(),
+        };
+        left.truncate(2);
         run.fail(
             ID,
             Duration::ZERO,
-            format!("the plugin exited on stdin EOF and left processes running ({})", left.join("; ")),
+            format!(
+                "the plugin exited on stdin EOF and left processes running ({}{more})",
+                left.join("; ")
+            ),
             "Stop the processes you start before exiting (e.g. signal their process group), including those started with setsid or a double fork.",
         );
     } else if let Some(err) = unknown {

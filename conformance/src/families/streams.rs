@@ -150,7 +150,7 @@ async fn watch(
                     continue;
                 }
             },
-            Answer::Misaddressed { .. } | Answer::Silent { .. } | Answer::Ended { .. } => {
+            Answer::Unmatched { .. } | Answer::Silent { .. } | Answer::Ended { .. } => {
                 for id in [END_ARRIVES, NOTHING_AFTER_END] {
                     run.skip(id, format!("not judged: a second start of {op} was not answered (see timeout.{op})"));
                 }

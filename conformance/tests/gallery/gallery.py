@@ -29,6 +29,7 @@ unknown-op-runtime unknown ops answered with E_RUNTIME       -> unknown-op.unsup
 unknown-op-slow    unknown ops refused after 800 ms          -> unknown-op.fast
 timeout-hang       the op "slow" blocks the plugin forever   -> timeout.slow
 response-twice     every request answered twice              -> response.exactly-one
+response-malformed launch.plan answered with "ok": "yes"      -> stdout.frames-only
 response-wrong-id  every answer carries request_id "nope"    -> response.id-echoed
 response-request   sends a request frame after its handshake -> response.no-unsolicited
 schema-bad         launch.plan answers {"services": "none"}  -> schema.launch.plan
@@ -169,6 +170,8 @@ def handle(request):
         artifacts = {"log": "y" * (8 * 1024 * 1024)} if MODE == "big-output" else {}
         return ok(rid, {"steps": [{"name": "all", "ok": True, "duration_ms": 1}], "artifacts": artifacts})
     if op == "launch.plan":
+        if MODE == "response-malformed":
+            return respond(rid, {"ok": "yes", "output": {"services": []}})
         if MODE == "schema-bad":
             return ok(rid, {"services": "none"})
         where = os.getcwd() if MODE == "repo-root-cwd" else repo
