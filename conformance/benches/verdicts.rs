@@ -9,14 +9,17 @@
 //! roughly that many starts). Run: `cargo bench -p devctl-conformance`.
 
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use devctl_conformance::Suite;
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 fn gallery() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gallery/gallery.py")
+    support::gallery_script()
 }
 
 /// Median of five plugin starts (spawn, handshake, EOF, exit).
@@ -70,30 +73,23 @@ fn main() {
         baseline.as_millis()
     );
     println!("{:<28} {:>10}  {:>6}  VERDICT", "PLUGIN", "WALL", "RATIO");
-    let modes = [
-        "good",
-        "fragile",
-        "streams-in-ops",
-        "follow",
-        "out-of-order",
-        "stderr-flood",
-        "big-output",
-        "slow",
-        "anonymous",
-        "children",
-        "stdout-chatty",
-        "timeout-hang",
-        "handshake-never",
-        "response-wrong-id",
-        "shutdown-ignore-eof",
-        "shutdown-double-fork",
-        "hang-all",
-    ];
+    let modes = ["good", "fragile"]
+        .iter()
+        .chain(support::GOOD_SHAPES)
+        .chain(&[
+            "stdout-chatty",
+            "timeout-hang",
+            "handshake-never",
+            "response-wrong-id",
+            "shutdown-ignore-eof",
+            "shutdown-double-fork",
+            "hang-all",
+        ]);
     for mode in modes {
         let suite = Suite::command([
             "python3".to_owned(),
             gallery().display().to_string(),
-            mode.to_owned(),
+            (*mode).to_owned(),
         ])
         .probe_commands(true);
         row(&format!("gallery {mode}"), suite, baseline);

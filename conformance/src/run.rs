@@ -249,6 +249,26 @@ impl Run {
         }
     }
 
+    /// The session kept in `kept` (families go on in one session while the
+    /// plugin behaves), or a fresh one for `family`.
+    pub async fn reuse_or_open(
+        &mut self,
+        kept: &mut Option<Session>,
+        family: &'static str,
+    ) -> Result<Session, String> {
+        match kept.take() {
+            Some(session) => Ok(session),
+            None => self.open(family, None).await,
+        }
+    }
+
+    /// Closes the session kept in `kept`, if any.
+    pub async fn close_kept(&mut self, kept: Option<Session>, family: &'static str) {
+        if let Some(session) = kept {
+            self.close(family, session).await;
+        }
+    }
+
     /// Ends a session and records what it showed. A plugin known to
     /// ignore stdin EOF is not given the grace again.
     pub async fn close(&mut self, family: &'static str, session: Session) -> Ending {

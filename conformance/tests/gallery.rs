@@ -3,12 +3,12 @@
 //! of its own family that it breaks, for the right reason, with no failure
 //! anywhere else.
 
-use std::path::Path;
+mod support;
 
 use devctl_conformance::{Report, Severity, Status, Suite};
 
 fn gallery(mode: &str) -> Suite {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gallery/gallery.py");
+    let script = support::gallery_script();
     Suite::command([
         "python3".to_owned(),
         script.display().to_string(),
@@ -80,16 +80,7 @@ fn a_well_behaved_plugin_passes_everything() {
 
 #[test]
 fn good_shapes_are_conformant() {
-    for mode in [
-        "streams-in-ops",
-        "follow",
-        "out-of-order",
-        "stderr-flood",
-        "big-output",
-        "slow",
-        "anonymous",
-        "children",
-    ] {
+    for mode in support::GOOD_SHAPES {
         let report = conformant(mode, &[]);
         assert!(
             report.failed_ids().is_empty(),

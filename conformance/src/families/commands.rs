@@ -55,17 +55,14 @@ pub(crate) async fn run(run: &mut Run) {
     let mut session: Option<Session> = None;
     for (n, name) in commands.iter().enumerate() {
         let id = format!("commands.{name}");
-        let mut open = match session.take() {
-            Some(open) => open,
-            None => match run.open("commands", None).await {
-                Ok(open) => open,
-                Err(reason) => {
-                    for name in &commands[n..] {
-                        run.skip(&format!("commands.{name}"), reason.clone());
-                    }
-                    return;
+        let mut open = match run.reuse_or_open(&mut session, "commands").await {
+            Ok(open) => open,
+            Err(reason) => {
+                for name in &commands[n..] {
+                    run.skip(&format!("commands.{name}"), reason.clone());
                 }
-            },
+                return;
+            }
         };
         let input = json!({"name": name, "argv": [], "config": {}});
         let request = run.request(&format!("cf-command-{n}"), COMMAND_RUN, input);
@@ -121,7 +118,5 @@ pub(crate) async fn run(run: &mut Run) {
             }
         }
     }
-    if let Some(open) = session {
-        run.close("commands", open).await;
-    }
+    run.close_kept(session, "commands").await;
 }

@@ -61,17 +61,14 @@ pub(crate) async fn run(run: &mut Run) {
         let Some(first) = run.learned.answers.get(op).cloned() else {
             continue;
         };
-        let mut open = match session.take() {
-            Some(open) => open,
-            None => match run.open("determinism", None).await {
-                Ok(open) => open,
-                Err(reason) => {
-                    for op in &ops[n..] {
-                        run.skip(&format!("determinism.{op}"), reason.clone());
-                    }
-                    return;
+        let mut open = match run.reuse_or_open(&mut session, "determinism").await {
+            Ok(open) => open,
+            Err(reason) => {
+                for op in &ops[n..] {
+                    run.skip(&format!("determinism.{op}"), reason.clone());
                 }
-            },
+                return;
+            }
         };
         let fix = "Derive answers from the request and the repo only: no counters, clocks or random values (duration_ms is ignored).";
         let mut verdict = None;
@@ -137,7 +134,5 @@ pub(crate) async fn run(run: &mut Run) {
             }
         }
     }
-    if let Some(open) = session {
-        run.close("determinism", open).await;
-    }
+    run.close_kept(session, "determinism").await;
 }

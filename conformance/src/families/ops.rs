@@ -48,16 +48,13 @@ pub(crate) async fn run(run: &mut Run) {
             skip(run, &reason);
             continue;
         }
-        let mut open = match session.take() {
-            Some(open) => open,
-            None => match run.open("timeout", None).await {
-                Ok(open) => open,
-                Err(reason) => {
-                    skip(run, &reason);
-                    stopped = Some(reason);
-                    continue;
-                }
-            },
+        let mut open = match run.reuse_or_open(&mut session, "timeout").await {
+            Ok(open) => open,
+            Err(reason) => {
+                skip(run, &reason);
+                stopped = Some(reason);
+                continue;
+            }
         };
         let request = run.request(&format!("cf-{op}-1"), &op, minimal_input(&op));
         let full = run.clock.op();
@@ -93,56 +90,64 @@ pub(crate) async fn run(run: &mut Run) {
                 skip(run, &format!("not judged: it {why}"));
                 session = Some(open);
             }
+            Answer::Silent { waited } if waited < full => {
+                let reason = run.budget_spent();
+                skip(run, &reason);
+                run.close("timeout", open).await;
+            }
             Answer::Silent { waited } => {
-                if waited >= full {
-                    run.fail(
-                        &timeout_id,
-                        waited,
-                        format!(
-                            "no answer within {} ms to a minimal {op} request (input {})",
-                            waited.as_millis(),
-                            request.input
-                        ),
-                        "Answer every declared op within ctx.deadline_ms, with ok:false and an error if need be.",
-                    );
-                    if let Some(id) = &schema_id {
-                        run.skip(
-                            id,
-                            "not judged: there was no answer (see the timeout check)",
-                        );
-                    }
-                    run.learned
-                        .unusable
-                        .insert(op.clone(), format!("it did not answer (see {timeout_id})"));
-                } else {
-                    skip(run, &run.budget_spent());
-                }
+                let failure = Failure {
+                    took: waited,
+                    message: format!(
+                        "no answer within {} ms to a minimal {op} request (input {})",
+                        waited.as_millis(),
+                        request.input
+                    ),
+                    fix: "Answer every declared op within ctx.deadline_ms, with ok:false and an error if need be.",
+                    why: "it did not answer",
+                };
+                no_answer(run, &op, schema_id.as_deref(), failure);
                 // It may be wedged: the next op gets a fresh process.
                 run.close("timeout", open).await;
             }
             Answer::Ended { how } => {
-                run.fail(
-                    &timeout_id,
-                    Duration::ZERO,
-                    format!("the plugin {how} while handling a minimal {op} request"),
-                    "Answer a request you cannot serve with ok:false and an error instead of exiting.",
-                );
-                if let Some(id) = &schema_id {
-                    run.skip(
-                        id,
-                        "not judged: there was no answer (see the timeout check)",
-                    );
-                }
-                run.learned
-                    .unusable
-                    .insert(op.clone(), format!("the plugin exited (see {timeout_id})"));
+                let failure = Failure {
+                    took: Duration::ZERO,
+                    message: format!("the plugin {how} while handling a minimal {op} request"),
+                    fix: "Answer a request you cannot serve with ok:false and an error instead of exiting.",
+                    why: "the plugin exited",
+                };
+                no_answer(run, &op, schema_id.as_deref(), failure);
                 run.close("timeout", open).await;
             }
         }
     }
-    if let Some(open) = session {
-        run.close("timeout", open).await;
+    run.close_kept(session, "timeout").await;
+}
+
+/// Why an op has no answer.
+struct Failure {
+    took: Duration,
+    message: String,
+    fix: &'static str,
+    /// For the families that wanted the answer.
+    why: &'static str,
+}
+
+/// `timeout.<op>` failed; its schema cannot be judged; later families
+/// learn why the op has no answer.
+fn no_answer(run: &mut Run, op: &str, schema_id: Option<&str>, failure: Failure) {
+    let timeout_id = format!("timeout.{op}");
+    run.fail(&timeout_id, failure.took, failure.message, failure.fix);
+    if let Some(id) = schema_id {
+        run.skip(
+            id,
+            "not judged: there was no answer (see the timeout check)",
+        );
     }
+    run.learned
+        .unusable
+        .insert(op.to_owned(), format!("{} (see {timeout_id})", failure.why));
 }
 
 fn schema(run: &mut Run, id: &str, op: &str, response: &Response, took: Duration) {

@@ -61,15 +61,12 @@ pub(crate) async fn run(run: &mut Run) {
     // stopped answering, so each probe is judged on its own.
     let mut session: Option<Session> = None;
     for id in probes {
-        let mut open = match session.take() {
-            Some(open) => open,
-            None => match run.open("robustness", None).await {
-                Ok(open) => open,
-                Err(reason) => {
-                    run.skip(id, reason);
-                    continue;
-                }
-            },
+        let mut open = match run.reuse_or_open(&mut session, "robustness").await {
+            Ok(open) => open,
+            Err(reason) => {
+                run.skip(id, reason);
+                continue;
+            }
         };
         let healthy = match probe(run, &mut open, id, &target).await {
             Probed::Sent(what) => still_answers(run, &mut open, id, &what, &liveness).await,
@@ -82,9 +79,7 @@ pub(crate) async fn run(run: &mut Run) {
             run.close("robustness", open).await;
         }
     }
-    if let Some(open) = session {
-        run.close("robustness", open).await;
-    }
+    run.close_kept(session, "robustness").await;
 }
 
 enum Probed {

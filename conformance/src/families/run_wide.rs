@@ -69,58 +69,51 @@ fn stdout(run: &mut Run) {
 }
 
 fn responses(run: &mut Run) {
-    let (wrong, place) = gather(run, |s| &s.misaddressed);
-    if wrong.count == 0 {
-        run.pass(
-            "response.id-echoed",
-            Duration::ZERO,
-            "every response carried the id of a request that was sent",
-        );
+    none_seen(
+        run,
+        "response.id-echoed",
+        |s| &s.misaddressed,
+        "every response carried the id of a request that was sent",
+        "response(s) carried ids that were never sent",
+        "Copy request_id from each request into its response.",
+    );
+    none_seen(
+        run,
+        "response.exactly-one",
+        |s| &s.duplicates,
+        "no request was answered twice",
+        "extra response(s) to requests already answered",
+        "Send exactly one response per request.",
+    );
+    none_seen(
+        run,
+        "response.no-unsolicited",
+        |s| &s.unexpected,
+        "no handshake or request frames after the handshake",
+        "handshake or request frame(s) after the handshake",
+        "After the handshake, send only responses and events.",
+    );
+}
+
+/// Passes `id` when no session saw what `pick` counts; otherwise fails it
+/// with the count, where it was seen and examples.
+fn none_seen(
+    run: &mut Run,
+    id: &str,
+    pick: impl Fn(&SessionRecord) -> &Sample,
+    passed: &str,
+    what: &str,
+    fix: &str,
+) {
+    let (seen, place) = gather(run, pick);
+    if seen.count == 0 {
+        run.pass(id, Duration::ZERO, passed);
     } else {
         run.fail(
-            "response.id-echoed",
+            id,
             Duration::ZERO,
-            format!(
-                "{} response(s) carried ids that were never sent{place}: {:?}",
-                wrong.count, wrong.first
-            ),
-            "Copy request_id from each request into its response.",
-        );
-    }
-    let (twice, place) = gather(run, |s| &s.duplicates);
-    if twice.count == 0 {
-        run.pass(
-            "response.exactly-one",
-            Duration::ZERO,
-            "no request was answered twice",
-        );
-    } else {
-        run.fail(
-            "response.exactly-one",
-            Duration::ZERO,
-            format!(
-                "{} extra response(s) to requests already answered{place}: {:?}",
-                twice.count, twice.first
-            ),
-            "Send exactly one response per request.",
-        );
-    }
-    let (unexpected, place) = gather(run, |s| &s.unexpected);
-    if unexpected.count == 0 {
-        run.pass(
-            "response.no-unsolicited",
-            Duration::ZERO,
-            "no handshake or request frames after the handshake",
-        );
-    } else {
-        run.fail(
-            "response.no-unsolicited",
-            Duration::ZERO,
-            format!(
-                "{} {:?} frame(s) after the handshake{place}",
-                unexpected.count, unexpected.first
-            ),
-            "After the handshake, send only responses and events.",
+            format!("{} {what}{place}: {:?}", seen.count, seen.first),
+            fix,
         );
     }
 }

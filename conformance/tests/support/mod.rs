@@ -6,6 +6,19 @@
 
 use std::path::{Path, PathBuf};
 
+/// The gallery's good shapes besides `good` and `fragile`: each must be
+/// conformant with no failure at all.
+pub const GOOD_SHAPES: &[&str] = &[
+    "streams-in-ops",
+    "follow",
+    "out-of-order",
+    "stderr-flood",
+    "big-output",
+    "slow",
+    "anonymous",
+    "children",
+];
+
 pub fn gallery_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/gallery/gallery.py")
 }
