@@ -132,6 +132,8 @@ pub(crate) struct Run {
     pub learned: Learned,
     pub sessions: Vec<SessionRecord>,
     snapshot: Snapshot,
+    /// A plugin process started ahead for the next family.
+    spare: Option<Session>,
 }
 
 impl Run {
@@ -155,6 +157,7 @@ impl Run {
             learned: Learned::default(),
             sessions: Vec::new(),
             snapshot,
+            spare: None,
         }
     }
 
@@ -221,31 +224,66 @@ impl Run {
     /// Starts a session for `family` (in the scratch repo, or in `cwd`)
     /// and waits for its handshake. `Err` says, as a sentence fragment, why
     /// the family cannot run.
+    ///
+    /// The next process is started ahead, while this family runs (a Python
+    /// plugin can take a fifth of a second to start): at most one spare, in
+    /// the scratch repo, idle until it is taken. A spare that gives no
+    /// handshake (say, a port the running one holds) is replaced by a fresh
+    /// start, so a plugin that cannot run twice at once is judged the same.
     pub async fn open(
         &mut self,
         family: &'static str,
         cwd: Option<&Path>,
     ) -> Result<Session, String> {
-        if self.clock.spent() {
-            return Err(self.budget_spent());
-        }
-        let started = Instant::now();
         let dir = cwd.unwrap_or(&self.scratch.root).to_path_buf();
-        let mut session = Session::start(&self.spec, &dir).map_err(|err| {
-            format!("the plugin could not be started again for the {family} checks: {err}")
-        })?;
-        // As patient as the first session: a late handshake is judged there.
-        let wait = self
-            .clock
-            .capped(self.clock.handshake().mul_f64(base::LATE_HANDSHAKE));
-        match session.handshake(started, wait).await {
-            HandshakeOutcome::Received { .. } => Ok(session),
-            HandshakeOutcome::Missing { reason, .. } => {
-                self.close_with_grace(family, session, Duration::ZERO).await;
-                Err(format!(
-                    "started again for the {family} checks, the plugin gave no handshake: {reason}"
-                ))
+        let mut spare = self.spare.take();
+        if cwd.is_some() {
+            if let Some(unused) = spare.take() {
+                unused.discard().await;
             }
+        }
+        loop {
+            if self.clock.spent() {
+                return Err(self.budget_spent());
+            }
+            let was_spare = spare.is_some();
+            let mut session = match spare.take() {
+                Some(session) => session,
+                None => Session::start(&self.spec, &dir).map_err(|err| {
+                    format!("the plugin could not be started again for the {family} checks: {err}")
+                })?,
+            };
+            // As patient as the first session: a late handshake is judged there.
+            let wait = self
+                .clock
+                .capped(self.clock.handshake().mul_f64(base::LATE_HANDSHAKE));
+            match session.handshake(Instant::now(), wait).await {
+                HandshakeOutcome::Received { .. } => {
+                    self.start_spare();
+                    return Ok(session);
+                }
+                HandshakeOutcome::Missing { .. } if was_spare => session.discard().await,
+                HandshakeOutcome::Missing { reason, .. } => {
+                    self.close_with_grace(family, session, Duration::ZERO).await;
+                    return Err(format!(
+                        "started again for the {family} checks, the plugin gave no handshake: {reason}"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Starts the next family's process ahead (see [`Run::open`]).
+    pub fn start_spare(&mut self) {
+        if self.spare.is_none() && !self.clock.spent() {
+            self.spare = Session::start(&self.spec, &self.scratch.root).ok();
+        }
+    }
+
+    /// Stops the spare process, if one was started and never used.
+    pub async fn discard_spare(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            spare.discard().await;
         }
     }
 

@@ -444,6 +444,11 @@ impl Session {
         }
     }
 
+    /// Stops a session that was never used (a spare), recording nothing.
+    pub async fn discard(self) {
+        self.close(Duration::ZERO, Duration::ZERO).await;
+    }
+
     fn abandon(&mut self, id: &str) {
         if self.waiting.remove(id) {
             self.abandoned.insert(id.to_owned());

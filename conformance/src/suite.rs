@@ -312,6 +312,7 @@ async fn run_families(run: &mut Run, judged_eof: bool) {
     if wants(run, &["commands"]) {
         families::commands::run(run).await;
     }
+    run.discard_spare().await;
     families::run_wide::judge(run);
 }
 

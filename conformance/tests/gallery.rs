@@ -91,6 +91,21 @@ fn good_shapes_are_conformant() {
 }
 
 #[test]
+fn a_plugin_that_cannot_run_twice_at_once_is_judged_the_same() {
+    let state = tempfile::tempdir().expect("temp dir");
+    let report = gallery("single-instance")
+        .env("GALLERY_STATE", state.path().display().to_string())
+        .run()
+        .expect("starts");
+    // Every family ran (none skipped for want of a handshake), all passed.
+    assert!(
+        report.checks.iter().all(|c| c.status == Status::Pass),
+        "{}",
+        report.human()
+    );
+}
+
+#[test]
 fn a_stream_declared_only_in_ops_is_still_checked_as_a_stream() {
     let report = conformant("streams-in-ops", &[]);
     for id in [

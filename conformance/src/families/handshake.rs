@@ -74,6 +74,7 @@ pub(crate) async fn run(run: &mut Run) -> std::io::Result<First> {
             junk_before,
         } => {
             first_frame(run, after, &junk_before, true);
+            run.start_spare();
             if after <= limit {
                 run.pass(
                     "handshake.in-time",

@@ -20,6 +20,9 @@ slow               every declared op takes 150 ms (within the deadline)
 anonymous          answers requests without an id, and invalid JSON, with
                    request_id ""
 children           starts a helper process and stops it when stdin closes
+single-instance    refuses to start while another instance runs (a lock in
+                   GALLERY_STATE), as plugins holding a port or a lock do;
+                   150 ms per op, so that instances do overlap
 
 Bad shapes (each fails exactly the checks named):
 handshake-version  protocol_version "v1"                     -> handshake.version
@@ -139,7 +142,7 @@ def handle(request):
         if MODE == "unknown-op-slow":
             time.sleep(0.8)
         return fail(rid, "E_UNSUPPORTED", "op %r is not supported" % op)
-    if MODE == "slow":
+    if MODE in ("slow", "single-instance"):
         time.sleep(0.15)
     if op == "slow":
         while True:
@@ -239,7 +242,19 @@ def flood():
             data = data[os.write(1, data):]
 
 
+def single_instance():
+    import fcntl
+    lock = open(os.path.join(os.environ["GALLERY_STATE"], "lock"), "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit("gallery: another instance is running")
+    return lock
+
+
 def main():
+    if MODE == "single-instance":
+        held = single_instance()  # noqa: F841 (held until exit)
     if MODE == "handshake-never":
         time.sleep(3600)
     if MODE == "stderr-flood":
