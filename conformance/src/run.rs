@@ -6,7 +6,7 @@
 //! Families open sessions through [`Run::open`] and end them through
 //! [`Run::close`], which is where those records are taken.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -132,9 +132,14 @@ pub(crate) struct Run {
     pub learned: Learned,
     pub sessions: Vec<SessionRecord>,
     snapshot: Snapshot,
-    /// A plugin process started ahead for the next family.
-    spare: Option<Session>,
+    /// Plugin processes started ahead for the next families.
+    spares: VecDeque<Session>,
+    /// A spare failed to start beside a running instance: no more spares.
+    sequential: bool,
 }
+
+/// How many plugin processes are started ahead.
+const SPARES: usize = 2;
 
 impl Run {
     pub fn new(
@@ -157,7 +162,8 @@ impl Run {
             learned: Learned::default(),
             sessions: Vec::new(),
             snapshot,
-            spare: None,
+            spares: VecDeque::new(),
+            sequential: false,
         }
     }
 
@@ -225,23 +231,23 @@ impl Run {
     /// and waits for its handshake. `Err` says, as a sentence fragment, why
     /// the family cannot run.
     ///
-    /// The next process is started ahead, while this family runs (a Python
-    /// plugin can take a fifth of a second to start): at most one spare, in
-    /// the scratch repo, idle until it is taken. A spare that gives no
-    /// handshake (say, a port the running one holds) is replaced by a fresh
-    /// start, so a plugin that cannot run twice at once is judged the same.
+    /// The next processes are started ahead, while this family runs (a
+    /// Python plugin can take a fifth of a second to start): at most
+    /// [`SPARES`] of them, in the scratch repo, idle until taken. A spare
+    /// that gives no handshake (say, a port the running one holds) is
+    /// replaced by a fresh start (and no spare is started again), so a
+    /// plugin that cannot run twice at once is judged the same.
     pub async fn open(
         &mut self,
         family: &'static str,
         cwd: Option<&Path>,
     ) -> Result<Session, String> {
         let dir = cwd.unwrap_or(&self.scratch.root).to_path_buf();
-        let mut spare = self.spare.take();
-        if cwd.is_some() {
-            if let Some(unused) = spare.take() {
-                unused.discard().await;
-            }
-        }
+        // Spares run in the scratch repo: elsewhere needs a fresh start.
+        let mut spare = match cwd {
+            None => self.spares.pop_front(),
+            Some(_) => None,
+        };
         loop {
             if self.clock.spent() {
                 return Err(self.budget_spent());
@@ -257,12 +263,20 @@ impl Run {
             let wait = self
                 .clock
                 .capped(self.clock.handshake().mul_f64(base::LATE_HANDSHAKE));
-            match session.handshake(Instant::now(), wait).await {
+            let asked = Instant::now();
+            match session.handshake(asked, wait).await {
                 HandshakeOutcome::Received { .. } => {
                     self.start_spare();
                     return Ok(session);
                 }
-                HandshakeOutcome::Missing { .. } if was_spare => session.discard().await,
+                HandshakeOutcome::Missing { .. } if was_spare => {
+                    // It may not run beside another instance of itself (a
+                    // port, a lock): no more spares, and none left running.
+                    self.clock.waste(asked.elapsed());
+                    session.discard().await;
+                    self.discard_spare().await;
+                    self.sequential = true;
+                }
                 HandshakeOutcome::Missing { reason, .. } => {
                     self.close_with_grace(family, session, Duration::ZERO).await;
                     return Err(format!(
@@ -273,16 +287,19 @@ impl Run {
         }
     }
 
-    /// Starts the next family's process ahead (see [`Run::open`]).
+    /// Starts the next families' processes ahead (see [`Run::open`]).
     pub fn start_spare(&mut self) {
-        if self.spare.is_none() && !self.clock.spent() {
-            self.spare = Session::start(&self.spec, &self.scratch.root).ok();
+        while !self.sequential && self.spares.len() < SPARES && !self.clock.spent() {
+            match Session::start(&self.spec, &self.scratch.root) {
+                Ok(spare) => self.spares.push_back(spare),
+                Err(_) => return,
+            }
         }
     }
 
-    /// Stops the spare process, if one was started and never used.
+    /// Stops the spare processes that were started and never used.
     pub async fn discard_spare(&mut self) {
-        if let Some(spare) = self.spare.take() {
+        while let Some(spare) = self.spares.pop_front() {
             spare.discard().await;
         }
     }
