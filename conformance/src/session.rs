@@ -157,7 +157,16 @@ impl Session {
         let deadline = started + wait;
         let mut junk = Sample::default();
         loop {
+            // Checked here too: a plugin that writes without pause would
+            // otherwise never let the read time out.
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                self.wasted += wait;
+                return HandshakeOutcome::Missing {
+                    reason: format!("no handshake within {} ms", wait.as_millis()),
+                    junk_before: junk,
+                };
+            }
             match self.raw.next_line(left).await {
                 RawLine::Line(line) if line.trim().is_empty() => continue,
                 RawLine::Line(line) => match decode_frame(&line) {

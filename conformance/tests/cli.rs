@@ -358,3 +358,17 @@ fn a_signal_stops_the_plugin_and_its_children_and_removes_the_scratch_copy() {
         assert!(left.is_empty(), "{signal}: left in TMPDIR: {left:?}");
     }
 }
+
+#[test]
+fn a_plugin_that_never_stops_writing_still_gets_its_verdict() {
+    // `yes` floods stdout with "y" and never handshakes; the run must end
+    // (the deadline below only keeps a regression from hanging CI).
+    let mut cmd = Command::cargo_bin("devctl-conformance").unwrap();
+    cmd.args(["--", "yes"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "line(s) on stdout before the handshake",
+        ));
+}

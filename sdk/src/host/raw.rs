@@ -138,6 +138,11 @@ impl RawSession {
         let deadline = tokio::time::Instant::now() + wait;
         let mut open = true;
         while open {
+            // Checked before every read: a plugin that never stops writing
+            // always has a line ready, and must not hold the deadline off.
+            if tokio::time::Instant::now() >= deadline {
+                return self.process.wait_leader(Duration::ZERO).await;
+            }
             tokio::select! {
                 biased;
                 status = self.process.wait_leader(wait) => return status,
