@@ -1,6 +1,6 @@
-//! The suite's verdicts and how they are shown: a table for people, JSON for
-//! scripts (schema in `conformance/schema/report.json`), JUnit XML for CI,
-//! and the baseline of known failures.
+//! The suite's verdicts and how they are shown: a table for people and JSON
+//! for scripts (schema in `conformance/schema/report.json`; JUnit XML is in
+//! [`crate::junit`]), and the baseline of known failures.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -14,6 +14,15 @@ use serde::{Deserialize, Serialize};
 pub enum Severity {
     Required,
     Recommended,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Required => "required",
+            Severity::Recommended => "recommended",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -35,8 +44,11 @@ pub struct CheckResult {
     pub severity: Severity,
     pub status: Status,
     pub duration_ms: u64,
-    /// What happened and, on failure, what the plugin author should change.
+    /// What happened (for a skip: why it could not be judged).
     pub message: String,
+    /// On failure: what the plugin author should change, as a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 /// The whole run.
@@ -46,6 +58,13 @@ pub struct Report {
     pub plugin: Vec<String>,
     /// `plugin_name` from the handshake, when there was one.
     pub plugin_name: Option<String>,
+    /// The repo given with `--repo-root` (the plugin saw a scratch copy of
+    /// it); `null` when the plugin ran against an empty scratch directory.
+    #[serde(default)]
+    pub repo_root: Option<String>,
+    /// Facts about the run as a whole, as sentences.
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub duration_ms: u64,
     pub checks: Vec<CheckResult>,
     pub summary: Summary,
@@ -66,13 +85,7 @@ pub struct Summary {
 }
 
 impl Report {
-    pub(crate) fn new(
-        plugin: Vec<String>,
-        plugin_name: Option<String>,
-        duration_ms: u64,
-        mut checks: Vec<CheckResult>,
-        baseline: &Baseline,
-    ) -> Report {
+    pub(crate) fn new(run: RunFacts, mut checks: Vec<CheckResult>, baseline: &Baseline) -> Report {
         let mut fixed = Vec::new();
         for check in &mut checks {
             let known = baseline.ids.contains(&check.id);
@@ -98,9 +111,11 @@ impl Report {
             baseline_fixed: fixed,
         };
         Report {
-            plugin,
-            plugin_name,
-            duration_ms,
+            plugin: run.plugin,
+            plugin_name: run.plugin_name,
+            repo_root: run.repo_root,
+            notes: run.notes,
+            duration_ms: run.duration_ms,
             checks,
             summary,
         }
@@ -129,7 +144,8 @@ impl Report {
             .collect()
     }
 
-    /// The table for people.
+    /// The table for people: one line per check, and a `fix:` line under
+    /// each failure.
     pub fn human(&self) -> String {
         let mut out = String::new();
         let name = self.plugin_name.as_deref().unwrap_or("(no handshake)");
@@ -138,10 +154,13 @@ impl Report {
             "devctl-conformance: {} (plugin {name:?})",
             self.plugin.join(" ")
         );
+        for note in &self.notes {
+            let _ = writeln!(out, "note: {note}");
+        }
         let width = self
             .checks
             .iter()
-            .map(|c| c.id.len())
+            .map(|c| one_line(&c.id).chars().count().min(80))
             .max()
             .unwrap_or(10)
             .max(5);
@@ -150,6 +169,7 @@ impl Report {
             "{:<6} {:<11} {:<width$} {:>7}  MESSAGE",
             "STATUS", "SEVERITY", "CHECK", "TIME"
         );
+        let indent = 6 + 1 + 11 + 1 + width + 1 + 7 + 2;
         for check in &self.checks {
             let status = match check.status {
                 Status::Pass => "pass",
@@ -157,15 +177,17 @@ impl Report {
                 Status::KnownFailure => "known",
                 Status::Skip => "skip",
             };
-            let severity = match check.severity {
-                Severity::Required => "required",
-                Severity::Recommended => "recommended",
-            };
             let _ = writeln!(
                 out,
-                "{status:<6} {severity:<11} {:<width$} {:>5}ms  {}",
-                check.id, check.duration_ms, check.message
+                "{status:<6} {:<11} {:<width$} {:>5}ms  {}",
+                check.severity.as_str(),
+                one_line(&check.id),
+                check.duration_ms,
+                one_line(&check.message)
             );
+            if let (Some(fix), Status::Fail | Status::KnownFailure) = (&check.fix, check.status) {
+                let _ = writeln!(out, "{:indent$}fix: {fix}", "");
+            }
         }
         let s = &self.summary;
         let _ = writeln!(
@@ -173,6 +195,19 @@ impl Report {
             "\n{} checks passed, {} failed ({} known from the baseline), {} skipped in {} ms",
             s.passed, s.failed, s.known_failures, s.skipped, self.duration_ms
         );
+        let recommended: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail && c.severity == Severity::Recommended)
+            .map(|c| c.id.as_str())
+            .collect();
+        if !recommended.is_empty() {
+            let _ = writeln!(
+                out,
+                "recommended checks failed (they do not fail the run): {}",
+                recommended.join(", ")
+            );
+        }
         if !s.baseline_fixed.is_empty() {
             let _ = writeln!(
                 out,
@@ -191,78 +226,21 @@ impl Report {
         );
         out
     }
-
-    /// JUnit XML: one testsuite, one testcase per check.
-    pub fn junit(&self) -> String {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let s = &self.summary;
-        let _ = writeln!(
-            out,
-            "<testsuites name=\"devctl-conformance\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{:.3}\">",
-            self.checks.len(),
-            s.failed,
-            s.skipped + s.known_failures,
-            self.duration_ms as f64 / 1000.0
-        );
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\" time=\"{:.3}\">",
-            xml_escape(&self.plugin.join(" ")),
-            self.checks.len(),
-            s.failed,
-            s.skipped + s.known_failures,
-            self.duration_ms as f64 / 1000.0
-        );
-        for check in &self.checks {
-            let _ = write!(
-                out,
-                "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.3}\"",
-                xml_escape(&check.family),
-                xml_escape(&check.id),
-                check.duration_ms as f64 / 1000.0
-            );
-            let message = xml_escape(&check.message);
-            match check.status {
-                Status::Pass => out.push_str("/>\n"),
-                Status::Fail => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <failure message=\"{message}\" type=\"{:?}\">{message}</failure>\n    </testcase>",
-                        check.severity
-                    );
-                }
-                Status::KnownFailure => {
-                    let _ = writeln!(out, ">\n      <skipped message=\"known failure (baseline): {message}\"/>\n    </testcase>");
-                }
-                Status::Skip => {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <skipped message=\"{message}\"/>\n    </testcase>"
-                    );
-                }
-            }
-        }
-        out.push_str("  </testsuite>\n</testsuites>\n");
-        out
-    }
 }
 
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            // XML 1.0 cannot carry other control characters at all.
-            c if (c as u32) < 0x20 && c != '\t' => out.push('?'),
-            c => out.push(c),
-        }
-    }
-    out
+/// Plugin-chosen text (op and command names end up in ids) on one line of
+/// the table, within reason.
+fn one_line(text: &str) -> String {
+    crate::observe::clip(text, 2000)
+}
+
+/// What the report says about the run besides the checks.
+pub(crate) struct RunFacts {
+    pub plugin: Vec<String>,
+    pub plugin_name: Option<String>,
+    pub repo_root: Option<String>,
+    pub notes: Vec<String>,
+    pub duration_ms: u64,
 }
 
 /// Known failures: one check id per line, `#` starts a comment.
@@ -296,6 +274,17 @@ mod tests {
             status,
             duration_ms: 1,
             message: "m <&> \"q\"".into(),
+            fix: Some("do this".into()),
+        }
+    }
+
+    pub(crate) fn facts() -> RunFacts {
+        RunFacts {
+            plugin: vec!["p".into()],
+            plugin_name: None,
+            repo_root: None,
+            notes: Vec::new(),
+            duration_ms: 5,
         }
     }
 
@@ -304,9 +293,7 @@ mod tests {
         let baseline =
             Baseline::parse("# known\nstdout.frames-only  # chatty\nshutdown.exits-on-eof\n");
         let report = Report::new(
-            vec!["p".into()],
-            None,
-            5,
+            facts(),
             vec![
                 check("stdout.frames-only", Status::Fail),
                 check("shutdown.exits-on-eof", Status::Pass),
@@ -320,16 +307,18 @@ mod tests {
     }
 
     #[test]
-    fn junit_escapes_messages() {
+    fn failures_show_their_fix_and_recommended_ones_do_not_fail_the_run() {
+        let mut advice = check("robustness.blank-lines", Status::Fail);
+        advice.severity = Severity::Recommended;
         let report = Report::new(
-            vec!["p".into()],
-            None,
-            5,
-            vec![check("a.b", Status::Fail)],
+            facts(),
+            vec![advice, check("handshake.in-time", Status::Pass)],
             &Baseline::default(),
         );
-        let xml = report.junit();
-        assert!(xml.contains("m &lt;&amp;&gt; &quot;q&quot;"));
-        assert!(!xml.contains("<&>"));
+        assert!(report.summary.ok);
+        let text = report.human();
+        assert!(text.contains("fix: do this"), "{text}");
+        assert!(text.contains("recommended checks failed"), "{text}");
+        assert!(text.ends_with("verdict: conformant\n"), "{text}");
     }
 }

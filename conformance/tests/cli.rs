@@ -1,7 +1,11 @@
 //! `devctl-conformance` as CI runs it: exit codes, JSON, JUnit XML read back
-//! by a standard parser, and the baseline workflow.
+//! by a standard parser, the baseline workflow, `--only` deciding what runs,
+//! hostile flag values, `--list`, and Ctrl-C / SIGTERM on the real binary.
+
+mod support;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use devctl_conformance::Report;
@@ -42,7 +46,23 @@ fn exit_two_for_usage_errors_and_unstartable_plugins() {
         .stderr(predicates::str::contains(
             "unknown check or family `nonsense`",
         ));
-    suite(&["--timeout-scale", "0"], "good").assert().code(2);
+    let flag = |name: &str, value: &str| {
+        let mut cmd = Command::cargo_bin("devctl-conformance").unwrap();
+        cmd.args([name, value, "--", "python3", &gallery(), "good"]);
+        cmd
+    };
+    for bad in ["0", "NaN", "-1", "inf", "1e300", "99999999999999999999", ""] {
+        flag("--timeout-scale", bad)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("from 0.1 to 100"));
+    }
+    for bad in ["1e300", "99999999999999999999s", "-5s", "NaN", "0", "31s"] {
+        flag("--op-timeout", bad)
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("from 100ms to 30s"));
+    }
     let mut missing = Command::cargo_bin("devctl-conformance").unwrap();
     missing
         .args(["--", "./no-such-plugin-here"])
@@ -164,4 +184,191 @@ fn relative_plugin_paths_are_relative_to_where_the_suite_runs() {
         ])
         .assert()
         .code(0);
+}
+
+#[test]
+fn only_decides_what_runs_not_just_what_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("received.log");
+    // A plugin that dies on invalid JSON: asked only about blank lines, it
+    // must never be sent invalid JSON.
+    let output = suite(
+        &["--format", "json", "--only", "robustness.blank-lines"],
+        "fragile",
+    )
+    .env("GALLERY_LOG", &log)
+    .output()
+    .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    let ids: Vec<&str> = report.checks.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["robustness.blank-lines"]);
+    let received = std::fs::read_to_string(&log).unwrap();
+    assert!(received.contains("blank"), "{received}");
+    assert!(!received.contains("invalid"), "{received}");
+    assert!(!received.contains("noid"), "{received}");
+
+    // Only the handshake: the plugin is started, and asked nothing at all.
+    std::fs::remove_file(&log).unwrap();
+    suite(&["--only", "handshake"], "timeout-hang")
+        .env("GALLERY_LOG", &log)
+        .assert()
+        .code(0);
+    let received = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        received.lines().all(|line| line.starts_with("pid ")),
+        "started, but sent something: {received}"
+    );
+}
+
+#[test]
+fn list_prints_every_check_with_its_severity_and_the_reason() {
+    let mut cmd = Command::cargo_bin("devctl-conformance").unwrap();
+    let output = cmd.arg("--list").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for check in devctl_conformance::CATALOGUE {
+        assert!(
+            text.contains(check.id),
+            "{} missing from:\n{text}",
+            check.id
+        );
+        assert!(text.contains(check.why), "{}'s reason missing", check.id);
+    }
+    assert!(text.contains("robustness.invalid-json"));
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("robustness.invalid-json "))
+        .expect("a line for it");
+    assert!(line.contains("recommended"), "{line}");
+}
+
+#[test]
+fn without_a_repo_root_the_report_says_what_the_plugin_ran_against() {
+    let output = suite(&["--format", "json"], "good").output().unwrap();
+    let report: Report = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report.repo_root, None);
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("empty scratch directory")),
+        "{:?}",
+        report.notes
+    );
+    let mut cmd = Command::cargo_bin("devctl-conformance").unwrap();
+    cmd.arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains("empty directory"))
+        .stdout(predicates::str::contains("needs --repo-root"));
+}
+
+/// The ids a gallery plugin logged: "pid N" and "child N" lines.
+fn logged_processes(log: &Path) -> Vec<devctl_sdk::host::ProcessId> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            line.strip_prefix("pid ")
+                .or_else(|| line.strip_prefix("child "))
+        })
+        .filter_map(|pid| devctl_sdk::host::process_id(pid.trim().parse().ok()?))
+        .collect()
+}
+
+#[test]
+fn a_signal_stops_the_plugin_and_its_children_and_removes_the_scratch_copy() {
+    if !support::can_run("signal test") {
+        return;
+    }
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("received.log");
+        let scratch_parent = tmp.path().join("tmp");
+        std::fs::create_dir(&scratch_parent).unwrap();
+        let mut child =
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("devctl-conformance"))
+                .args(["--timeout-scale", "10", "--", "python3"])
+                .arg(support::gallery_script())
+                .arg("hang-with-child")
+                .env("TMPDIR", &scratch_parent)
+                .env("GALLERY_LOG", &log)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+        // Wait until the plugin is stuck in "slow" (the run is under way).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\nslow\n")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the run never reached the slow op"
+            );
+            assert!(child.try_wait().unwrap().is_none(), "the suite ended early");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let running = logged_processes(&log);
+        assert!(
+            running.len() >= 2,
+            "the plugin and its detached child run: {running:?}"
+        );
+        assert_eq!(
+            std::fs::read_dir(&scratch_parent).unwrap().count(),
+            1,
+            "the scratch copy exists while the suite runs"
+        );
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the suite ignored {signal}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}: {stderr}");
+        assert!(stderr.contains("scratch copy removed"), "{stderr}");
+        for process in running {
+            assert_eq!(
+                devctl_sdk::host::liveness(process),
+                devctl_sdk::host::Liveness::Gone,
+                "{signal}: pid {} survived",
+                process.pid
+            );
+        }
+        let left: Vec<_> = std::fs::read_dir(&scratch_parent)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "{signal}: left in TMPDIR: {left:?}");
+    }
+}
+
+#[test]
+fn a_plugin_that_never_stops_writing_still_gets_its_verdict() {
+    // `yes` floods stdout with "y" and never handshakes; the run must end
+    // (the deadline below only keeps a regression from hanging CI).
+    let mut cmd = Command::cargo_bin("devctl-conformance").unwrap();
+    cmd.args(["--", "yes"])
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "line(s) on stdout before the handshake",
+        ));
 }

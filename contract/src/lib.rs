@@ -11,10 +11,14 @@
 //! that newer peers can talk to older ones. [`schema::all`] lists the JSON
 //! Schemas committed under `contract/schema/`; [`secrets`] says how every
 //! tool recognises and hides secrets; [`names`] what a service or step may
-//! be called.
+//! be called. The protocol's time and size limits live in [`limits`];
+//! [`flags`] parses bounded numeric flag values for every binary of the
+//! workspace.
 
 pub mod error_code;
+pub mod flags;
 pub mod handshake;
+pub mod limits;
 pub mod manifest;
 pub mod names;
 pub mod ops;

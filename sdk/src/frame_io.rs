@@ -19,12 +19,18 @@ pub enum LineError {
 }
 
 /// Reads `\n`-terminated lines of at most `limit` bytes.
+///
+/// [`LineReader::next_line`] is cancel-safe: a read cut short (a timeout)
+/// keeps the part of the line already read, and the next call goes on
+/// from there.
 pub struct LineReader<R> {
     inner: R,
     line: Vec<u8>,
     limit: usize,
     /// After an oversized line: skip input up to the next newline.
     discarding: bool,
+    /// `line` holds a line already returned (cleared on the next call).
+    returned: bool,
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
@@ -34,6 +40,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             line: Vec::new(),
             limit,
             discarding: false,
+            returned: false,
         }
     }
 
@@ -41,7 +48,10 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// `None` at end of input. An oversized line is reported as soon as it
     /// crosses the limit; the next call resumes after it.
     pub async fn next_line(&mut self) -> Result<Option<&[u8]>, LineError> {
-        self.line.clear();
+        if self.returned {
+            self.line.clear();
+            self.returned = false;
+        }
         loop {
             let buf = self.inner.fill_buf().await?;
             if buf.is_empty() {
@@ -49,6 +59,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                     self.discarding = false;
                     return Ok(None);
                 }
+                self.returned = true;
                 return Ok(Some(trim_cr(&self.line)));
             }
             let (chunk, found) = match memchr_newline(buf) {
@@ -74,6 +85,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             match found {
                 Some(at) => {
                     self.inner.consume(at + 1);
+                    self.returned = true;
                     return Ok(Some(trim_cr(&self.line)));
                 }
                 None => {
@@ -172,6 +184,23 @@ mod tests {
                 Ok("after".into())
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_read_cut_short_resumes_where_it_stopped() {
+        let (mut writer, reader) = tokio::io::duplex(64);
+        let mut lines = LineReader::new(tokio::io::BufReader::new(reader), 1024);
+        tokio::io::AsyncWriteExt::write_all(&mut writer, b"{\"half\":")
+            .await
+            .unwrap();
+        let cut =
+            tokio::time::timeout(std::time::Duration::from_millis(20), lines.next_line()).await;
+        assert!(cut.is_err(), "no whole line yet");
+        tokio::io::AsyncWriteExt::write_all(&mut writer, b"1}\nnext\n")
+            .await
+            .unwrap();
+        assert_eq!(lines.next_line().await.unwrap(), Some(&b"{\"half\":1}"[..]));
+        assert_eq!(lines.next_line().await.unwrap(), Some(&b"next"[..]));
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The project's own plugins pass every required conformance check:
-//! `moments-dev dev plugin` on the example repo (commands probed), the SDK's
+//! `moments-dev dev plugin` on the example repo (commands probed), and
+//! without a repo (where what needs one is skipped, not failed), the SDK's
 //! minimal example and the Python stdlib example.
 
 use devctl_conformance::Suite;
@@ -21,6 +22,32 @@ fn moments_dev_dev_plugin_is_conformant() {
     assert!(report
         .check("commands.vite-env")
         .is_some_and(|c| c.status == devctl_conformance::Status::Pass));
+}
+
+#[test]
+fn without_a_repo_moments_dev_is_conformant_and_says_what_needs_one() {
+    let moments_dev = built("moments-dev", "--bin", "moments-dev");
+    let report = Suite::command([
+        moments_dev.display().to_string(),
+        "dev".into(),
+        "plugin".into(),
+    ])
+    .run()
+    .expect("starts");
+    report.assert_passed();
+    assert!(report.failed_ids().is_empty(), "{}", report.human());
+    let schema = report.check("schema.launch.plan").expect("reported");
+    assert_eq!(schema.status, devctl_conformance::Status::Skip);
+    assert!(
+        schema.message.starts_with("needs --repo-root"),
+        "{}",
+        schema.message
+    );
+    assert!(
+        report.notes.iter().any(|n| n.contains("need its repo")),
+        "{:?}",
+        report.notes
+    );
 }
 
 #[test]

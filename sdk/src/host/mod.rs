@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devctl_contract::handshake::parse_handshake_line;
+use devctl_contract::limits;
 use devctl_contract::protocol::{Event, Frame, Handshake, Note, Request, RequestContext};
 use devctl_contract::ErrorCode;
 use serde::de::DeserializeOwned;
@@ -32,7 +33,10 @@ use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineRead
 use connection::{read_frames, Connection, StreamState};
 pub use error::OpError;
 use process::ProcessGroup;
-pub use process::{descendants, group_members, is_alive, process_id, CloseReport, ProcessId};
+pub use process::{
+    become_child_subreaper, descendants, group_members, is_alive, liveness, process_id,
+    reap_adopted, signal_process, CloseReport, Lineage, Liveness, ProcessId, ProcessTable, Signal,
+};
 
 /// How to start a plugin.
 #[derive(Debug, Clone, Default)]
@@ -89,8 +93,8 @@ pub struct HostOptions {
 impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {
-            handshake_timeout: Duration::from_secs(2),
-            max_frame_bytes: 64 * 1024 * 1024,
+            handshake_timeout: limits::HANDSHAKE_TIMEOUT,
+            max_frame_bytes: limits::MAX_FRAME_BYTES,
             stream_buffer: 65_536,
             eof_grace: Duration::from_millis(500),
             term_grace: Duration::from_secs(2),

@@ -1,13 +1,21 @@
-//! The plugin process and its process group.
+//! The plugin process, its process group, and finding every process it
+//! started.
 //!
 //! Every plugin runs as the leader of its own process group, so everything
 //! it starts can be signalled together. Closing follows DESIGN §2.7: give
 //! the plugin a grace to exit on stdin EOF, then SIGTERM the group, then
 //! SIGKILL, and wait until no live member of the group is left.
+//!
+//! Processes that leave the group (`setsid`, a double fork) are found by a
+//! [`Lineage`] mark in their environment and, once this process is a
+//! [child subreaper](become_child_subreaper), they are re-parented here
+//! instead of to init. Everything is read from `/proc`; where it cannot be
+//! read the answers say so ([`Liveness::Unknown`], an `Err`), never "gone".
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::killpg;
+pub use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::process::Child;
 
@@ -71,7 +79,7 @@ impl ProcessGroup {
     pub async fn terminate(&mut self, eof_grace: Duration, term_grace: Duration) -> CloseReport {
         let mut how = "exited";
         let mut status = self.wait_leader(eof_grace).await;
-        if status.is_none() || !group_members(self.pgid).is_empty() {
+        if status.is_none() || group_may_have_members(self.pgid) {
             self.signal(Signal::SIGTERM);
             // One grace for the leader and the rest of the group together.
             let deadline = Instant::now() + term_grace;
@@ -85,7 +93,7 @@ impl ProcessGroup {
             )
             .await;
         }
-        if status.is_none() || !group_members(self.pgid).is_empty() {
+        if status.is_none() || group_may_have_members(self.pgid) {
             self.signal(Signal::SIGKILL);
             if status.is_none() {
                 how = "killed";
@@ -106,13 +114,13 @@ impl ProcessGroup {
     /// is a SIGKILL) until no live member is left, so that "dropped" really
     /// means "gone" even if the program exits right after.
     pub fn kill_now(&mut self) {
-        if self.reaped && group_members(self.pgid).is_empty() {
+        if self.reaped && !group_may_have_members(self.pgid) {
             return;
         }
         self.signal(Signal::SIGKILL);
         let _ = self.child.start_kill();
         let deadline = Instant::now() + Duration::from_millis(500);
-        while !group_members(self.pgid).is_empty() && Instant::now() < deadline {
+        while group_has_members(self.pgid) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -151,7 +159,19 @@ pub struct ProcessId {
     pub start_time: u64,
 }
 
+/// What `/proc` says about a process. `Unknown` is an honest answer: when
+/// `/proc` cannot be read, nobody can say a process is gone (or alive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// Exited (a zombie counts as gone), or its pid now names another process.
+    Gone,
+    /// `/proc` is not mounted or not readable here.
+    Unknown,
+}
+
 /// The fields of `/proc/<pid>/stat` we use.
+#[derive(Debug, Clone, Copy)]
 struct Stat {
     state: char,
     ppid: u32,
@@ -159,8 +179,18 @@ struct Stat {
     start_time: u64,
 }
 
-fn read_stat(pid: u32) -> Option<Stat> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+impl Stat {
+    fn live(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+fn read_stat(pid: u32) -> std::io::Result<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_stat(&stat).ok_or_else(|| std::io::Error::other(format!("unreadable /proc/{pid}/stat")))
+}
+
+fn parse_stat(stat: &str) -> Option<Stat> {
     // The command may contain spaces and parentheses: parse after the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -172,69 +202,251 @@ fn read_stat(pid: u32) -> Option<Stat> {
     })
 }
 
-fn all_pids() -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-                .collect()
-        })
+/// Whether `/proc` describes this machine's processes (so that a missing
+/// `/proc/<pid>` really means the process is gone).
+fn proc_readable() -> bool {
+    std::fs::metadata("/proc/self/stat").is_ok()
+}
+
+/// A snapshot of every process `/proc` shows.
+pub struct ProcessTable {
+    processes: Vec<(u32, Stat)>,
+}
+
+impl ProcessTable {
+    /// Reads `/proc`; an error when it cannot be read at all.
+    pub fn read() -> std::io::Result<ProcessTable> {
+        if !proc_readable() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "/proc is not readable here, so processes cannot be inspected",
+            ));
+        }
+        let processes = std::fs::read_dir("/proc")?
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            // A process may exit between the listing and the read.
+            .filter_map(|pid| read_stat(pid).ok().map(|stat| (pid, stat)))
+            .collect();
+        Ok(ProcessTable { processes })
+    }
+
+    /// Live processes whose process group is `pgid`.
+    pub fn group(&self, pgid: i32) -> Vec<u32> {
+        self.live()
+            .filter(|(_, stat)| stat.pgrp == pgid)
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Every live descendant of `pid` (children, their children, …) by
+    /// parent link, wherever their process group or session.
+    pub fn descendants(&self, pid: u32) -> Vec<ProcessId> {
+        let mut found = Vec::new();
+        let mut frontier = vec![pid];
+        while let Some(parent) = frontier.pop() {
+            for (child, stat) in self.live().filter(|(_, s)| s.ppid == parent) {
+                if found.iter().any(|p: &ProcessId| p.pid == child) {
+                    continue;
+                }
+                found.push(ProcessId {
+                    pid: child,
+                    start_time: stat.start_time,
+                });
+                frontier.push(child);
+            }
+        }
+        found
+    }
+
+    fn live(&self) -> impl Iterator<Item = (u32, &Stat)> {
+        self.processes
+            .iter()
+            .filter(|(_, stat)| stat.live())
+            .map(|(pid, stat)| (*pid, stat))
+    }
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`. Empty also
+/// when `/proc` cannot be read: use [`ProcessTable::read`] to tell.
+pub fn group_members(pgid: i32) -> Vec<u32> {
+    ProcessTable::read()
+        .map(|table| table.group(pgid))
         .unwrap_or_default()
 }
 
-fn live(stat: &Stat) -> bool {
-    stat.state != 'Z' && stat.state != 'X'
-}
-
-/// Live (non-zombie) processes whose process group is `pgid`, from /proc.
-pub fn group_members(pgid: i32) -> Vec<u32> {
-    all_pids()
-        .into_iter()
-        .filter(|pid| read_stat(*pid).is_some_and(|stat| stat.pgrp == pgid && live(&stat)))
-        .collect()
-}
-
-/// Every live descendant of `pid` (children, their children, …), wherever
-/// their process group.
+/// Every live descendant of `pid`, by parent link. Empty also when `/proc`
+/// cannot be read: use [`ProcessTable::read`] to tell. Descendants that were
+/// re-parented (a double fork) are not linked to `pid` any more; see
+/// [`Lineage`] for those.
 pub fn descendants(pid: u32) -> Vec<ProcessId> {
-    let table: Vec<(u32, Stat)> = all_pids()
-        .into_iter()
-        .filter_map(|p| read_stat(p).map(|stat| (p, stat)))
-        .collect();
-    let mut found = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(parent) = frontier.pop() {
-        for (child, stat) in &table {
-            if stat.ppid == parent && live(stat) {
-                found.push(ProcessId {
-                    pid: *child,
-                    start_time: stat.start_time,
-                });
-                frontier.push(*child);
-            }
-        }
-    }
-    found
+    ProcessTable::read()
+        .map(|table| table.descendants(pid))
+        .unwrap_or_default()
 }
 
 /// The identity of a live process: its pid and start time.
 pub fn process_id(pid: u32) -> Option<ProcessId> {
-    read_stat(pid).filter(live).map(|stat| ProcessId {
-        pid,
-        start_time: stat.start_time,
-    })
+    read_stat(pid)
+        .ok()
+        .filter(Stat::live)
+        .map(|stat| ProcessId {
+            pid,
+            start_time: stat.start_time,
+        })
 }
 
-/// Whether that very process (same pid, same start time) is still alive.
+/// Whether that very process (same pid, same start time) still runs.
+pub fn liveness(process: ProcessId) -> Liveness {
+    match read_stat(process.pid) {
+        Ok(stat) if stat.start_time == process.start_time && stat.live() => Liveness::Alive,
+        Ok(_) => Liveness::Gone,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && proc_readable() => Liveness::Gone,
+        Err(_) => Liveness::Unknown,
+    }
+}
+
+/// Whether that very process is known to be alive ([`liveness`] tells
+/// "gone" from "cannot tell").
 pub fn is_alive(process: ProcessId) -> bool {
-    read_stat(process.pid).is_some_and(|stat| stat.start_time == process.start_time && live(&stat))
+    liveness(process) == Liveness::Alive
+}
+
+/// Sends `signal` to that very process, if it still runs. True when sent.
+pub fn signal_process(process: ProcessId, signal: Signal) -> bool {
+    let Ok(pid) = i32::try_from(process.pid) else {
+        return false;
+    };
+    is_alive(process) && nix::sys::signal::kill(Pid::from_raw(pid), signal).is_ok()
+}
+
+/// Makes this process a child subreaper (Linux `PR_SET_CHILD_SUBREAPER`):
+/// a descendant whose parent exits (a double fork, a daemon) is re-parented
+/// to us instead of to init, so it stays ours to find and stop. It affects
+/// the whole process and lasts until it exits; `fork` clears it in children.
+pub fn become_child_subreaper() -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "child subreapers exist only on Linux",
+        ))
+    }
+}
+
+/// Collects the exit status of a process this one adopted as a subreaper,
+/// once it has exited, so it does not linger as a zombie. Never use it for
+/// a child spawned through tokio or std (their owners wait for them).
+pub fn reap_adopted(process: ProcessId) {
+    use nix::sys::wait::{waitpid, WaitPidFlag};
+    let Ok(pid) = i32::try_from(process.pid) else {
+        return;
+    };
+    let ours = read_stat(process.pid)
+        .is_ok_and(|stat| stat.start_time == process.start_time && stat.ppid == std::process::id());
+    if ours {
+        let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+    }
+}
+
+/// A mark that every process of a tree carries: an environment variable set
+/// when the root is spawned and inherited by each descendant. It finds the
+/// descendants that left the tree (`setsid`, double fork, re-parented to
+/// init or to a subreaper), which no parent link leads to any more. A
+/// descendant that clears its environment *and* leaves the tree escapes it;
+/// being a [child subreaper](become_child_subreaper) still makes such a
+/// process ours, as a child of this process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lineage {
+    var: String,
+    value: String,
+}
+
+impl Lineage {
+    /// The environment variable carrying lineage marks.
+    pub const VAR: &'static str = "DEVCTL_LINEAGE";
+
+    /// A mark no other tree carries (this process, a counter, the time).
+    pub fn new() -> Lineage {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        Lineage {
+            var: Lineage::VAR.to_owned(),
+            value: format!(
+                "{}-{}-{nanos}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ),
+        }
+    }
+
+    /// The `(name, value)` to add to the root's environment.
+    pub fn env(&self) -> (&str, &str) {
+        (&self.var, &self.value)
+    }
+
+    /// Every live process of the tree rooted at `root`, except `root`
+    /// itself: its descendants by parent link, and processes started since
+    /// `root` that carry the mark. An error when `/proc` cannot be read.
+    pub fn members(&self, root: ProcessId) -> std::io::Result<Vec<ProcessId>> {
+        let table = ProcessTable::read()?;
+        let mut found = table.descendants(root.pid);
+        let needle = format!("{}={}", self.var, self.value);
+        for (pid, stat) in table.live() {
+            if pid == root.pid
+                || stat.start_time < root.start_time
+                || found.iter().any(|p| p.pid == pid)
+            {
+                continue;
+            }
+            // Other users' processes are unreadable, and not ours anyway.
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if environ
+                .split(|b| *b == 0)
+                .any(|entry| entry == needle.as_bytes())
+            {
+                found.push(ProcessId {
+                    pid,
+                    start_time: stat.start_time,
+                });
+            }
+        }
+        Ok(found)
+    }
+}
+
+impl Default for Lineage {
+    fn default() -> Self {
+        Lineage::new()
+    }
+}
+
+/// False only when `/proc` shows the group empty: when it cannot be read,
+/// the group may still have members, so signal it anyway.
+fn group_may_have_members(pgid: i32) -> bool {
+    ProcessTable::read().map_or(true, |table| !table.group(pgid).is_empty())
+}
+
+/// True only when `/proc` shows a live member: when it cannot be read
+/// there is nothing to wait for that could ever be seen.
+fn group_has_members(pgid: i32) -> bool {
+    ProcessTable::read().is_ok_and(|table| !table.group(pgid).is_empty())
 }
 
 async fn wait_until_empty(pgid: i32, limit: Duration) {
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_millis(1);
-    while !group_members(pgid).is_empty() && Instant::now() < deadline {
+    while group_has_members(pgid) && Instant::now() < deadline {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));
     }

@@ -126,6 +126,38 @@ impl RawSession {
         self.process.wait_leader(wait).await
     }
 
+    /// Waits up to `wait` for the plugin to exit, reading its stdout all
+    /// the while (each line goes to `on_line`): a plugin that is still
+    /// writing when its stdin closes must not block on a full pipe and so
+    /// never get to exit.
+    pub async fn drain_until_exit(
+        &mut self,
+        wait: Duration,
+        mut on_line: impl FnMut(RawLine),
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut open = true;
+        while open {
+            // Checked before every read: a plugin that never stops writing
+            // always has a line ready, and must not hold the deadline off.
+            if tokio::time::Instant::now() >= deadline {
+                return self.process.wait_leader(Duration::ZERO).await;
+            }
+            tokio::select! {
+                biased;
+                status = self.process.wait_leader(wait) => return status,
+                line = self.stdout.next_line() => match line {
+                    Ok(Some(line)) => on_line(RawLine::Line(String::from_utf8_lossy(line).into_owned())),
+                    Ok(None) | Err(LineError::Io(_)) => open = false,
+                    Err(LineError::TooLarge { .. }) => on_line(RawLine::TooLarge),
+                },
+                () = tokio::time::sleep_until(deadline) => return None,
+            }
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.process.wait_leader(left).await
+    }
+
     pub fn stderr_lines(&self) -> Vec<String> {
         snapshot(&self.tail)
     }

@@ -47,8 +47,8 @@ type OpFn = Arc<dyn Fn(Ctx, Value) -> BoxFuture<Result<Value, OpError>> + Send +
 type StreamFn = Arc<dyn Fn(Ctx, Value, EventSink) -> BoxFuture<Result<(), OpError>> + Send + Sync>;
 type CommandFn = Arc<dyn Fn(Ctx, CommandRunInput) -> BoxFuture<Result<i32, OpError>> + Send + Sync>;
 
-/// Default bound on one input line (a request).
-pub const DEFAULT_MAX_LINE: usize = 64 * 1024 * 1024;
+/// Default bound on one input line (a request): the protocol's frame limit.
+pub const DEFAULT_MAX_LINE: usize = devctl_contract::limits::MAX_FRAME_BYTES;
 
 /// A plugin under construction: its name, handlers and declarations.
 pub struct Plugin {
