@@ -221,17 +221,5 @@ fn output(cli: &Cli, report: &Report) -> Result<()> {
 
 /// Writes through a temp file and a rename: never half a report.
 fn write_whole(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let temp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&temp, bytes)?;
-    std::fs::rename(&temp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&temp);
-    })
+    devctl_support::fs::write_atomically(path, bytes, 0o644).map_err(std::io::Error::other)
 }

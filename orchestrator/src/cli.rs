@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use devctl_contract::flags::{self, DurationRange, ScaleRange};
+use devctl_contract::limits;
 
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -78,7 +80,7 @@ impl PipelineFlags {
     }
 
     pub fn timeout(&self) -> Duration {
-        self.timeout.unwrap_or(Duration::from_secs(30))
+        self.timeout.unwrap_or(limits::DEFAULT_OP_TIMEOUT)
     }
 }
 
@@ -343,8 +345,8 @@ pub enum PluginsCommand {
     Check {
         /// Only this plugin.
         id: Option<String>,
-        /// Multiply the suite's deadlines (e.g. 3 on a slow machine).
-        #[arg(long, default_value_t = 1.0)]
+        /// Multiply the suite's deadlines (e.g. 3 on a slow machine; 0.1 to 100).
+        #[arg(long, default_value = "1", value_parser = parse_timeout_scale)]
         timeout_scale: f64,
     },
 }
@@ -376,29 +378,27 @@ pub struct StreamArgs {
     pub pipeline: PipelineFlags,
 }
 
-/// `30s`, `500ms`, `2m`, or a number of seconds.
+/// The durations devctl's flags accept: a millisecond to a week.
+const DURATIONS: DurationRange = DurationRange {
+    min: Duration::from_millis(1),
+    max: Duration::from_secs(7 * 24 * 3600),
+};
+
+/// `30s`, `500ms`, `2m`, `1h`, or a number of seconds, within [`DURATIONS`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map(|at| text.split_at(at))
-        .unwrap_or((text, "s"));
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 500ms, 2m)"))?;
-    let seconds = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?}; use ms, s or m")),
-    };
-    if !(seconds.is_finite() && seconds > 0.0) {
-        return Err(format!("{text:?} must be more than zero"));
-    }
-    Duration::try_from_secs_f64(seconds)
-        .ok()
-        .filter(|d| *d <= Duration::from_secs(7 * 24 * 3600))
-        .ok_or_else(|| format!("{text:?} is out of range: give 1ms to 7 days"))
+    flags::parse_duration(text, DURATIONS).map_err(|err| err.to_string())
+}
+
+/// `--timeout-scale`: 0.1 to 100.
+pub fn parse_timeout_scale(text: &str) -> Result<f64, String> {
+    flags::parse_scale(
+        text,
+        ScaleRange {
+            min: 0.1,
+            max: 100.0,
+        },
+    )
+    .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]
@@ -413,7 +413,14 @@ mod tests {
         assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["99999999999999999999", "1e19", "NaN", "-5s", "8d", "inf"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(
+                err.contains("expected a duration from 1ms to 10080m"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

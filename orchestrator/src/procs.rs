@@ -17,8 +17,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use devctl_sdk::host::{is_alive, process_id, ProcessId};
-use nix::sys::signal::{kill, killpg, Signal};
+use devctl_sdk::host::{is_alive, process_id, signal_process, ProcessId, ProcessTable};
+use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 
 /// The repo a process was started for (its canonical root).
@@ -139,66 +139,32 @@ impl Targets {
         self.groups.is_empty() && self.processes.is_empty()
     }
 
-    fn alive_in(&self, table: &Table) -> bool {
+    fn alive_in(&self, table: &Option<ProcessTable>) -> bool {
+        let Some(table) = table else { return false };
         self.groups.iter().any(|g| table.group_alive(*g))
             || self.processes.iter().any(|p| table.alive(*p))
     }
 
-    fn signal(&self, table: &Table, signal: Signal) {
+    fn signal(&self, table: &Option<ProcessTable>, signal: Signal) {
         for group in &self.groups {
             // Only a group that still has members: an empty group's id may
             // be handed out again.
-            if table.group_alive(*group) {
+            if table.as_ref().is_none_or(|t| t.group_alive(*group)) {
                 let _ = killpg(Pid::from_raw(*group), signal);
             }
         }
         for process in &self.processes {
-            if table.alive(*process) {
-                if let Ok(pid) = i32::try_from(process.pid) {
-                    let _ = kill(Pid::from_raw(pid), signal);
-                }
-            }
+            signal_process(*process, signal);
         }
     }
 }
 
-/// One read of the live processes (pid, group, start time): a stop of
-/// many services checks them all against one snapshot per round instead of
-/// reading /proc once per service.
-struct Table(Vec<(u32, i32, u64)>);
-
-impl Table {
-    fn take() -> Table {
-        Table(
-            all_pids()
-                .into_iter()
-                .filter_map(|pid| {
-                    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                    let fields: Vec<&str> =
-                        stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-                    let state = fields.first()?.chars().next()?;
-                    if state == 'Z' || state == 'X' {
-                        return None;
-                    }
-                    Some((
-                        pid,
-                        fields.get(2)?.parse().ok()?,
-                        fields.get(19)?.parse().ok()?,
-                    ))
-                })
-                .collect(),
-        )
-    }
-
-    fn group_alive(&self, group: i32) -> bool {
-        self.0.iter().any(|(_, g, _)| *g == group)
-    }
-
-    fn alive(&self, process: ProcessId) -> bool {
-        self.0
-            .iter()
-            .any(|(pid, _, start)| *pid == process.pid && *start == process.start_time)
-    }
+/// One read of /proc for a round of checks: a stop of many services checks
+/// them all against one snapshot instead of reading /proc once per service.
+/// When /proc cannot be read nothing can be seen alive, and stops report
+/// nothing left (the signals were still sent).
+fn snapshot() -> Option<ProcessTable> {
+    ProcessTable::read().ok()
 }
 
 /// How a stop ended.
@@ -226,7 +192,7 @@ pub async fn stop(targets: &Targets, grace: Duration) -> Stopped {
 /// [`stop`] for several sets at once (in parallel, one clock); the outcome
 /// of each, in order.
 pub async fn stop_all(sets: &[Targets], grace: Duration) -> Vec<Stopped> {
-    let table = Table::take();
+    let table = snapshot();
     let mut outcome: Vec<Option<Stopped>> = sets
         .iter()
         .map(|t| (!t.alive_in(&table)).then_some(Stopped::AlreadyGone))
@@ -237,7 +203,7 @@ pub async fn stop_all(sets: &[Targets], grace: Duration) -> Vec<Stopped> {
         }
     }
     wait_gone(sets, &mut outcome, grace, Stopped::Terminated).await;
-    let table = Table::take();
+    let table = snapshot();
     for (set, done) in sets.iter().zip(&outcome) {
         if done.is_none() {
             set.signal(&table, Signal::SIGKILL);
@@ -260,7 +226,7 @@ async fn wait_gone(
     let deadline = Instant::now() + limit;
     let mut pause = Duration::from_micros(500);
     loop {
-        let table = Table::take();
+        let table = snapshot();
         for (set, done) in sets.iter().zip(outcome.iter_mut()) {
             if done.is_none() && !set.alive_in(&table) {
                 *done = Some(gone);

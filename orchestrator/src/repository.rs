@@ -16,7 +16,7 @@ use crate::config::{ConfigError, DevctlConfig, PluginEntry, Strictness};
 pub const CONFIG_FILE: &str = ".devctl.yaml";
 
 /// Handshake budget when a command needs the plugins.
-pub const HANDSHAKE: Duration = Duration::from_secs(2);
+pub const HANDSHAKE: Duration = devctl_contract::limits::HANDSHAKE_TIMEOUT;
 
 pub struct Repository {
     pub root: PathBuf,

@@ -238,16 +238,8 @@ fn a_hung_plugin_after_the_provider_is_not_waited_for_and_not_left_behind() {
     );
     // If it got as far as starting, it must be gone once devctl has exited.
     if let Ok(pid) = std::fs::read_to_string(repo.root.join("hung.pid")) {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
-        let alive = !stat.is_empty()
-            && !stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z');
-        assert!(!alive, "plugin {pid} outlived devctl");
+        let pid: u32 = pid.trim().parse().unwrap();
+        assert!(!e2e::running(pid), "plugin {pid} outlived devctl");
     }
 }
 
@@ -344,17 +336,10 @@ fn ctrl_c_ends_a_stream_cleanly_and_leaves_no_plugin_process() {
     .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
-    let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        || std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(true);
-    assert!(gone, "the plugin {pid} survived Ctrl-C");
+    assert!(
+        !e2e::running(pid as u32),
+        "the plugin {pid} survived Ctrl-C"
+    );
 }
 
 #[test]

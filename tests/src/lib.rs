@@ -60,6 +60,16 @@ fn build(package: &str, kind: &str, name: &str) -> PathBuf {
 
 pub use devctl_support::testing::skip;
 
+/// Whether `pid` runs (a zombie does not). Fails the test when /proc
+/// cannot be read, rather than answering "gone" without knowing.
+pub fn running(pid: u32) -> bool {
+    assert!(
+        devctl_sdk::host::ProcessTable::read().is_ok(),
+        "/proc cannot be read here: whether a process runs is unknown"
+    );
+    devctl_sdk::host::process_id(pid).is_some()
+}
+
 /// PATH for the programs tests start, with the real Python interpreter's
 /// directory first: a version manager's `python3` shim (pyenv's is a shell
 /// script) can cost more than a plugin's whole 500 ms start-up budget on a
@@ -231,15 +241,7 @@ pub fn leftovers_under(root: &Path) -> Vec<String> {
         else {
             continue;
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        if stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-            || stat.is_empty()
-        {
+        if !running(pid) {
             continue;
         }
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))

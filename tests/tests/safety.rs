@@ -30,12 +30,7 @@ fn mode(path: &Path) -> u32 {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-            !state.starts_with('Z')
-        })
-        .unwrap_or(false)
+    e2e::running(pid)
 }
 
 fn start_time(pid: u32) -> u64 {

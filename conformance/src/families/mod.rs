@@ -20,6 +20,7 @@ pub(crate) mod streams;
 use std::hash::{Hash, Hasher};
 
 use devctl_contract::manifest::ServiceSpec;
+use devctl_contract::names::check_name;
 use devctl_contract::ops::{
     CommandRunOutput, ConfigMutateOutput, LaunchPlanOutput, StepsOutput, ValidateOutput, BUILD_RUN,
     COMMAND_RUN, CONFIG_MUTATE, LAUNCH_PLAN, PREPARE_RUN, VALIDATE_RUN,
@@ -81,7 +82,11 @@ pub(crate) fn output_shape(op: &str, output: &Value) -> Option<Result<(), String
     }
     Some(match op {
         CONFIG_MUTATE => parse::<ConfigMutateOutput>(output, "config_patch").map(drop),
-        BUILD_RUN | PREPARE_RUN => parse::<StepsOutput>(output, "steps").map(drop),
+        BUILD_RUN | PREPARE_RUN => parse::<StepsOutput>(output, "steps").and_then(|steps| {
+            steps.steps.iter().try_for_each(|step| {
+                check_name(&step.name).map_err(|err| format!("step name: {err}"))
+            })
+        }),
         VALIDATE_RUN => parse::<ValidateOutput>(output, "valid").map(drop),
         COMMAND_RUN => parse::<CommandRunOutput>(output, "exit_code").map(drop),
         LAUNCH_PLAN => parse::<LaunchPlanOutput>(output, "services")
@@ -93,9 +98,8 @@ pub(crate) fn output_shape(op: &str, output: &Value) -> Option<Result<(), String
 fn services_problem(services: &[ServiceSpec]) -> Result<(), String> {
     let mut names = std::collections::BTreeSet::new();
     for service in services {
-        if service.name.is_empty() {
-            return Err("a service has an empty name".into());
-        }
+        // Names become file names (logs): a host refuses `../x`.
+        check_name(&service.name).map_err(|err| format!("service name: {err}"))?;
         if !names.insert(&service.name) {
             return Err(format!("service {:?} appears twice", service.name));
         }
@@ -181,5 +185,18 @@ mod tests {
         )
         .is_err());
         assert!(output_shape("ping", &json!({})).is_none());
+    }
+
+    #[test]
+    fn service_and_step_names_that_are_paths_fail_the_schema() {
+        let plan = json!({"services": [{"name": "../../../x", "command": ["true"]}]});
+        let err = output_shape(LAUNCH_PLAN, &plan).unwrap().unwrap_err();
+        assert!(
+            err.contains("service name") && err.contains("../../../x"),
+            "{err}"
+        );
+        let steps = json!({"steps": [{"name": "..", "ok": true, "duration_ms": 1}]});
+        let err = output_shape(BUILD_RUN, &steps).unwrap().unwrap_err();
+        assert!(err.contains("step name"), "{err}");
     }
 }

@@ -122,7 +122,7 @@ impl OutputRouter {
 }
 
 /// The startup budget of each plugin during discovery.
-pub const DISCOVERY_BUDGET: Duration = Duration::from_millis(500);
+pub const DISCOVERY_BUDGET: Duration = devctl_contract::limits::COMMAND_DISCOVERY_BUDGET;
 
 /// How long a plugin started only to find commands (or one that has run its
 /// command) gets to exit before it is killed: a plugin that ignores SIGTERM

@@ -86,7 +86,7 @@ async fn supervise(
     let dir = Arc::new(StateDir::create(&repo.root).map_err(|err| Failure::new(err.to_string()))?);
     let logs = dir.logs().map_err(|err| Failure::new(err.to_string()))?;
     let _lock = take_lock(&dir)?;
-    if let Err(err) = reaper::become_subreaper() {
+    if let Err(err) = devctl_sdk::host::become_child_subreaper() {
         eprintln!("supervisor: cannot become a subreaper ({err}); descendants that leave their service's group may outlive `down`");
     }
     let _reaper = AbortOnDrop(tokio::spawn(reaper::reap_orphans()));

@@ -13,14 +13,9 @@
 
 use std::time::Duration;
 
-use devctl_sdk::host::{descendants, ProcessId};
+use devctl_sdk::host::{descendants, ProcessId, ProcessTable};
 use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::{getsid, Pid};
-
-/// Makes this process the subreaper of its descendants.
-pub fn become_subreaper() -> std::io::Result<()> {
-    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
-}
 
 /// Every live descendant of the supervisor.
 pub fn all_descendants() -> Vec<ProcessId> {
@@ -42,43 +37,15 @@ pub async fn reap_orphans() {
 }
 
 fn reap_once() {
-    let me = std::process::id();
-    let my_session = getsid(None).ok();
-    for (pid, stat) in zombie_children(me) {
-        let own_group = i64::from(stat.pgrp) == i64::from(pid);
-        let same_session = Some(Pid::from_raw(stat.session)) == my_session;
-        if !(own_group && same_session) {
-            let _ = waitpid(Pid::from_raw(pid as i32), Some(WaitPidFlag::WNOHANG));
+    let Ok(table) = ProcessTable::read() else {
+        return;
+    };
+    let my_session = getsid(None).ok().map(Pid::as_raw);
+    for child in table.exited_children(std::process::id()) {
+        let spawned_by_us =
+            i64::from(child.group) == i64::from(child.pid) && Some(child.session) == my_session;
+        if !spawned_by_us {
+            let _ = waitpid(Pid::from_raw(child.pid as i32), Some(WaitPidFlag::WNOHANG));
         }
     }
-}
-
-struct Stat {
-    pgrp: i32,
-    session: i32,
-}
-
-/// Our children that are zombies, with their group and session.
-fn zombie_children(me: u32) -> Vec<(u32, Stat)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
-            let state = fields.first()?.chars().next()?;
-            let ppid: u32 = fields.get(1)?.parse().ok()?;
-            (state == 'Z' && ppid == me).then_some(())?;
-            Some((
-                pid,
-                Stat {
-                    pgrp: fields.get(2)?.parse().ok()?,
-                    session: fields.get(3)?.parse().ok()?,
-                },
-            ))
-        })
-        .collect()
 }

@@ -35,7 +35,8 @@ pub use error::OpError;
 use process::ProcessGroup;
 pub use process::{
     become_child_subreaper, descendants, group_members, is_alive, liveness, process_id,
-    reap_adopted, signal_process, CloseReport, Lineage, Liveness, ProcessId, ProcessTable, Signal,
+    reap_adopted, signal_process, CloseReport, ExitedChild, Lineage, Liveness, ProcessId,
+    ProcessTable, Signal,
 };
 
 /// How to start a plugin.

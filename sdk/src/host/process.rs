@@ -176,6 +176,7 @@ struct Stat {
     state: char,
     ppid: u32,
     pgrp: i32,
+    session: i32,
     start_time: u64,
 }
 
@@ -198,6 +199,7 @@ fn parse_stat(stat: &str) -> Option<Stat> {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
         pgrp: fields.get(2)?.parse().ok()?,
+        session: fields.get(3)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
 }
@@ -206,6 +208,14 @@ fn parse_stat(stat: &str) -> Option<Stat> {
 /// `/proc/<pid>` really means the process is gone).
 fn proc_readable() -> bool {
     std::fs::metadata("/proc/self/stat").is_ok()
+}
+
+/// A child that exited (a zombie), with the group and session it was in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitedChild {
+    pub pid: u32,
+    pub group: i32,
+    pub session: i32,
 }
 
 /// A snapshot of every process `/proc` shows.
@@ -257,6 +267,31 @@ impl ProcessTable {
             }
         }
         found
+    }
+
+    /// Whether that very process (pid and start time) is alive in this
+    /// snapshot.
+    pub fn alive(&self, process: ProcessId) -> bool {
+        self.live()
+            .any(|(pid, stat)| pid == process.pid && stat.start_time == process.start_time)
+    }
+
+    /// Whether the group `pgid` has a live member in this snapshot.
+    pub fn group_alive(&self, pgid: i32) -> bool {
+        self.live().any(|(_, stat)| stat.pgrp == pgid)
+    }
+
+    /// Children of `parent` that have exited and wait to be reaped.
+    pub fn exited_children(&self, parent: u32) -> Vec<ExitedChild> {
+        self.processes
+            .iter()
+            .filter(|(_, stat)| !stat.live() && stat.ppid == parent)
+            .map(|(pid, stat)| ExitedChild {
+                pid: *pid,
+                group: stat.pgrp,
+                session: stat.session,
+            })
+            .collect()
     }
 
     fn live(&self) -> impl Iterator<Item = (u32, &Stat)> {
