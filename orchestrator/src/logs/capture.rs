@@ -105,6 +105,7 @@ impl Capture {
             stream,
             tx: self.tx.clone(),
             queued: self.queued.clone(),
+            limit: QUEUE_LIMIT,
             dropped_lines: 0,
             dropped_bytes: 0,
         };
@@ -138,6 +139,8 @@ struct Reader {
     stream: Stream,
     tx: mpsc::Sender<Vec<u8>>,
     queued: Arc<AtomicUsize>,
+    /// Queued bytes past which records are dropped ([`QUEUE_LIMIT`]).
+    limit: usize,
     dropped_lines: u64,
     dropped_bytes: u64,
 }
@@ -194,7 +197,7 @@ impl Reader {
 
     /// Queues records for the writer, or drops them when the disk is behind.
     fn hand_over(&mut self, records: Vec<u8>, lines: u64) {
-        if self.queued.load(Ordering::Relaxed) + records.len() > QUEUE_LIMIT {
+        if self.queued.load(Ordering::Relaxed) + records.len() > self.limit {
             self.dropped_lines += lines;
             self.dropped_bytes += records.len() as u64;
             return;
@@ -435,6 +438,48 @@ mod tests {
         assert!(!long_pieces[0].continued && long_pieces[1].continued && long_pieces[2].continued);
         let total: usize = long_pieces.iter().map(|r| r.text.len()).sum();
         assert_eq!(total, long.len(), "nothing of the long line is lost");
+    }
+
+    #[test]
+    fn a_disk_that_does_not_keep_up_costs_lines_never_the_service() {
+        // No writer drains the queue: the reader must keep reading (the
+        // service is never blocked), drop past the limit, and say so once
+        // the queue has room again.
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let reader = Reader {
+            open: Arc::new(AtomicUsize::new(1)),
+            pipe: File::from(read),
+            stream: Stream::Stdout,
+            tx,
+            queued: queued.clone(),
+            limit: 256 * 1024,
+            dropped_lines: 0,
+            dropped_bytes: 0,
+        };
+        let thread = std::thread::spawn(move || reader.run());
+        let mut writer = File::from(write);
+        // Far more than a pipe holds: this only finishes if the reader drains.
+        for n in 0..60_000 {
+            writeln!(writer, "line {n:05} of a flood that nobody writes to disk").unwrap();
+        }
+        // The writer catches up now; the next line brings the note.
+        let kept: Vec<Vec<u8>> = rx.try_iter().collect();
+        queued.store(0, Ordering::Release);
+        writeln!(writer, "after").unwrap();
+        drop(writer);
+        thread.join().unwrap();
+        let kept_bytes: usize = kept.iter().map(Vec::len).sum();
+        assert!(kept_bytes <= 256 * 1024, "bounded: {kept_bytes}");
+        let after: Vec<u8> = rx.try_iter().flatten().collect();
+        let text = String::from_utf8_lossy(&after);
+        assert!(
+            text.contains(" d dropped ")
+                && text.contains("the disk did not keep up")
+                && text.contains(" o after"),
+            "{text}"
+        );
     }
 
     #[test]
