@@ -400,3 +400,23 @@ fn a_plugin_answering_ids_it_was_never_sent_is_named_not_waited_for() {
     );
     assert!(!text.contains("no answer"), "it was not a timeout: {text}");
 }
+
+#[test]
+fn a_slow_provider_still_provides_its_command() {
+    // Slower than the 500 ms discovery budget, as a Python plugin on a busy
+    // machine can be: with no other provider, it is waited for.
+    let repo = Repo::with(&[
+        (
+            "tools",
+            10,
+            json!({"name": "tools", "commands": [{"name": "hello"}], "slow_start_ms": 900}),
+        ),
+        ("other", 20, json!({"name": "other"})),
+    ]);
+    let output = repo.devctl(&["hello"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    repo.devctl(&["commands"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("hello"));
+}

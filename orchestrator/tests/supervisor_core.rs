@@ -495,3 +495,68 @@ async fn an_edited_source_rebuilds_its_step_and_restarts_what_runs_it() {
     assert_eq!(before[2], after[2]);
     assert_eq!(driven.shutdown().await, Ok(0));
 }
+
+/// A re-plan that never ends (a plugin hung in `launch.plan`); says when
+/// it was dropped (which is what stops a real plan's plugins).
+struct Hanging(Arc<std::sync::atomic::AtomicBool>);
+
+struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Planner for Hanging {
+    fn plan(
+        &self,
+        _running: Vec<String>,
+        _rebuild: Vec<String>,
+    ) -> Pin<Box<dyn Future<Output = Result<Planned, Failure>> + Send + '_>> {
+        let flag = DropFlag(self.0.clone());
+        Box::pin(async move {
+            let _flag = flag;
+            std::future::pending::<()>().await;
+            Err(Failure::new("unreachable"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_hung_re_plan_still_answers_status_and_a_stop_cuts_it_short() {
+    let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut driven = drive(
+        vec![ready_when_written("api", "")],
+        Some(Box::new(Hanging(dropped.clone()))),
+    );
+    driven
+        .until(|e| matches!(e, UpEvent::Ready { .. }).then_some(()))
+        .await;
+    driven
+        .inputs
+        .send(Input::Changed(vec![".devctl.yaml".into()]))
+        .unwrap();
+    let status = driven.request(Request::Status).await;
+    assert!(status.ok && status.state.is_some(), "{status:?}");
+    let restart = driven
+        .request(Request::Restart {
+            service: "api".into(),
+        })
+        .await;
+    assert!(
+        !restart.ok && restart.lines[0].contains("re-plan is in progress"),
+        "{restart:?}"
+    );
+    let stop = driven.request(Request::Stop).await;
+    assert!(stop.ok, "{stop:?}");
+    assert!(
+        dropped.load(std::sync::atomic::Ordering::SeqCst),
+        "the hung plan was dropped"
+    );
+    let result = tokio::time::timeout(Duration::from_secs(20), driven.done)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(result, Ok(0));
+}

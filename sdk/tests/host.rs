@@ -511,3 +511,33 @@ fn example(name: &str) -> PluginSpec {
         ..PluginSpec::default()
     }
 }
+
+#[tokio::test]
+async fn a_plugin_child_that_left_the_group_goes_with_the_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("daemon.pid");
+    for close in [true, false] {
+        let mut spec = fixture("daemon");
+        spec.env
+            .insert("DAEMON_PIDFILE".into(), pidfile.display().to_string());
+        let client = Client::start(&spec, RequestMeta::default(), quiet())
+            .await
+            .unwrap();
+        let daemon: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(process_id(daemon).is_some(), "the daemon runs");
+        if close {
+            client.close().await;
+        } else {
+            drop(client);
+        }
+        assert_eq!(
+            process_id(daemon),
+            None,
+            "the daemon outlived its plugin (close: {close})"
+        );
+    }
+}

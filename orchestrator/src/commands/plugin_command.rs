@@ -2,10 +2,13 @@
 //!
 //! Commands come only from the handshakes of plugins that declare
 //! `command.run` (no discovery op exists). Discovery starts every plugin at
-//! once with a 500 ms handshake budget; a hung or broken plugin costs at most
-//! that budget and a warning (and nothing at all when it comes after the
-//! plugin providing the command). On a name clash the first plugin in run
-//! order wins; `devctl commands` reports clashes.
+//! once. A plugin ahead of the provider (in run order) that has not
+//! answered within the 500 ms discovery budget is left out with a warning,
+//! so a hung plugin costs at most that; a plugin after the provider is not
+//! waited for at all; and while no provider is known every plugin gets the
+//! whole handshake time (2 s), so a slow machine never turns a command into
+//! "unknown". On a name clash the first plugin in run order wins; `devctl
+//! commands` reports clashes.
 //!
 //! Arguments after the command name go to the plugin untouched, except
 //! devctl's own flags (`--repo-root`, `--config`, `--strict`, `--dry-run`,
@@ -20,7 +23,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use devctl::repository::{close_all_within, Repository};
+use devctl::repository::{close_all_within, Repository, HANDSHAKE};
 use devctl_contract::ops::{CommandRunOutput, ConfigMutateOutput, COMMAND_RUN, CONFIG_MUTATE};
 use devctl_contract::protocol::CommandSpec;
 use devctl_sdk::host::{Client, StderrSink};
@@ -139,7 +142,8 @@ pub struct Discovery {
 
 pub async fn discover(repo: &Repository) -> Discovery {
     let plugins = repo.plugins(&BTreeSet::new());
-    let started = repo.start(&plugins, DISCOVERY_BUDGET, false).await;
+    // Listing wants every command: each plugin gets the whole handshake time.
+    let started = repo.start(&plugins, HANDSHAKE, false).await;
     let mut discovery = Discovery {
         commands: Vec::new(),
         warnings: Vec::new(),
@@ -187,7 +191,12 @@ pub async fn run(mut repo: Repository, name: &str, argv: &[String]) -> anyhow::R
     repo.stderr = router.sink();
     let repo = &repo;
     let plugins = repo.plugins(&BTreeSet::new());
-    let mut arrivals = repo.start_each(&plugins, DISCOVERY_BUDGET);
+    // Every plugin may take the whole handshake time: a healthy plugin on a
+    // busy machine can be slow. Only a plugin *ahead of* a known provider is
+    // given up on after the discovery budget, so a hung plugin costs at most
+    // that budget, and a slow one never makes a command "unknown".
+    let mut arrivals = repo.start_each(&plugins, HANDSHAKE);
+    let started = tokio::time::Instant::now();
     let mut slots: Vec<Option<Result<Client, String>>> = plugins.iter().map(|_| None).collect();
     let provider = loop {
         let decided = slots.iter().position(|slot| match slot {
@@ -195,12 +204,27 @@ pub async fn run(mut repo: Repository, name: &str, argv: &[String]) -> anyhow::R
             Some(Ok(client)) => provides(client, name),
             Some(Err(_)) => false,
         });
-        match decided {
+        let pending = match decided {
             Some(index) if slots[index].is_some() => break Some(index),
             None => break None,
-            Some(_) => {}
+            Some(index) => index,
+        };
+        let provider_behind = slots[pending..]
+            .iter()
+            .any(|slot| matches!(slot, Some(Ok(client)) if provides(client, name)));
+        if provider_behind && started.elapsed() >= DISCOVERY_BUDGET {
+            slots[pending] = Some(Err(format!(
+                "no handshake within {} ms",
+                DISCOVERY_BUDGET.as_millis()
+            )));
+            continue;
         }
-        let Some((index, result)) = arrivals.recv().await else {
+        let budget_spent = tokio::time::sleep_until(started + DISCOVERY_BUDGET);
+        let arrival = tokio::select! {
+            arrival = arrivals.recv() => arrival,
+            () = budget_spent, if provider_behind => continue,
+        };
+        let Some((index, result)) = arrival else {
             break None;
         };
         slots[index] = Some(result.map_err(|err| first_line(&err.message).to_owned()));

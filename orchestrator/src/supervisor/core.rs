@@ -266,8 +266,15 @@ impl Core {
             let replan = self.state.phase == Phase::Running && self.pending_restart.is_none();
             if replan && !self.pending_changes.is_empty() {
                 let changed = std::mem::take(&mut self.pending_changes);
-                self.replan(changed).await;
+                // A stop or a shutdown cuts a re-plan short (its plugins are
+                // stopped with it); it is then handled like any other input.
+                if let Some(input) = self.replan(changed, &mut inputs).await {
+                    self.on_input(Some(input)).await;
+                }
                 self.flush();
+                if let Some(result) = self.finished.take() {
+                    return result;
+                }
                 continue;
             }
             tokio::select! {
@@ -276,14 +283,7 @@ impl Core {
                         self.on_msg(msg).await;
                     }
                 }
-                input = inputs.recv() => match input {
-                    None | Some(Input::Shutdown) => {
-                        let lines = self.stop_all().await;
-                        self.finish(lines);
-                    }
-                    Some(Input::Changed(files)) => self.pending_changes.extend(files),
-                    Some(Input::Control { request, reply }) => self.on_control(request, reply).await,
-                },
+                input = inputs.recv() => self.on_input(input).await,
                 changed = next_change(&mut self.watcher) => self.pending_changes.extend(changed),
             }
             self.flush();
@@ -398,6 +398,17 @@ impl Core {
                 self.start(&name);
             }
             _ => {} // about an earlier process of the service
+        }
+    }
+
+    async fn on_input(&mut self, input: Option<Input>) {
+        match input {
+            None | Some(Input::Shutdown) => {
+                let lines = self.stop_all().await;
+                self.finish(lines);
+            }
+            Some(Input::Changed(files)) => self.pending_changes.extend(files),
+            Some(Input::Control { request, reply }) => self.on_control(request, reply).await,
         }
     }
 
@@ -866,10 +877,14 @@ impl Core {
 
     /// `up --watch`: makes a new plan and applies the difference. Anything
     /// wrong with the new plan leaves the running services as they are.
-    async fn replan(&mut self, changed: Vec<String>) {
-        let Some(planner) = self.planner.as_ref() else {
-            return;
-        };
+    /// Returns the input that cut the re-plan short (a stop or shutdown),
+    /// for the loop to handle; status requests are answered meanwhile.
+    async fn replan(
+        &mut self,
+        changed: Vec<String>,
+        inputs: &mut mpsc::UnboundedReceiver<Input>,
+    ) -> Option<Input> {
+        let planner = self.planner.take()?;
         let mut changed = changed;
         changed.sort();
         changed.dedup();
@@ -899,7 +914,43 @@ impl Core {
             .iter()
             .flat_map(|b| b.restarts.iter().cloned())
             .collect();
-        let outcome = match planner.plan(running, steps).await {
+        let planned: Result<Result<Planned, Failure>, Input> = {
+            let planning = planner.plan(running, steps);
+            tokio::pin!(planning);
+            loop {
+                tokio::select! {
+                    planned = &mut planning => break Ok(planned),
+                    input = inputs.recv() => match input {
+                        Some(Input::Changed(files)) => self.pending_changes.extend(files),
+                        Some(Input::Control { request: Request::Status, reply }) => {
+                            let _ = reply.send(Reply {
+                                ok: true,
+                                lines: Vec::new(),
+                                state: Some(self.state.clone()),
+                            });
+                        }
+                        Some(Input::Control { request: Request::Restart { .. }, reply }) => {
+                            let _ = reply.send(Reply::lines(
+                                false,
+                                vec!["a re-plan is in progress; try again in a moment".into()],
+                            ));
+                        }
+                        // Dropping the plan stops the plugins it started.
+                        interrupt => break Err(interrupt.unwrap_or(Input::Shutdown)),
+                    },
+                }
+            }
+        };
+        self.planner = Some(planner);
+        let planned = match planned {
+            Ok(planned) => planned,
+            Err(interrupt) => {
+                self.devctl_log
+                    .note(&format!("re-plan ({what} changed) cancelled"));
+                return Some(interrupt);
+            }
+        };
+        let outcome = match planned {
             Err(failure) => Err(failure.reason),
             Ok(planned) => {
                 if let Some(watcher) = self.watcher.as_mut() {
@@ -939,6 +990,7 @@ impl Core {
         self.state.last_rebuild = Some(line.clone());
         self.devctl_log.note(&line);
         self.announce(UpEvent::Replanned { applied, line });
+        None
     }
 
     /// Moves the running services to `specs`: stops the removed, restarts

@@ -147,6 +147,10 @@ impl Client {
         options: HostOptions,
     ) -> Result<Client, OpError> {
         let mut command = process::plugin_command(spec, None);
+        // Descendants that leave the plugin's group are found by this mark.
+        let lineage = Lineage::new();
+        let (var, value) = lineage.env();
+        command.env(var, value);
         let start_error =
             |code, message: String| OpError::new(&spec.id, "handshake", code, message);
         let mut child = command.spawn().map_err(|err| {
@@ -156,7 +160,7 @@ impl Client {
             )
         })?;
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let Some(mut process) = ProcessGroup::new(child) else {
+        let Some(mut process) = ProcessGroup::new(child, Some(lineage)) else {
             return Err(start_error(
                 ErrorCode::Runtime,
                 "the plugin exited at once".into(),

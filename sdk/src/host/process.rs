@@ -57,16 +57,52 @@ pub(crate) struct ProcessGroup {
     child: Child,
     pgid: i32,
     reaped: bool,
+    /// The mark the plugin's processes carry, and the plugin itself: finds
+    /// descendants that left the group (`setsid`, a double fork).
+    lineage: Option<(Lineage, ProcessId)>,
 }
 
 impl ProcessGroup {
-    pub fn new(child: Child) -> Option<ProcessGroup> {
-        let pgid = i32::try_from(child.id()?).ok()?;
+    /// `lineage`: the mark the child was started with ([`Lineage::env`]).
+    pub fn new(child: Child, lineage: Option<Lineage>) -> Option<ProcessGroup> {
+        let pid = child.id()?;
+        let pgid = i32::try_from(pid).ok()?;
+        let lineage = lineage.and_then(|l| Some((l, process_id(pid)?)));
         Some(ProcessGroup {
             child,
             pgid,
             reaped: false,
+            lineage,
         })
+    }
+
+    /// Processes of the plugin that left its group and still run.
+    fn escaped(&self) -> Vec<ProcessId> {
+        match &self.lineage {
+            Some((lineage, root)) => lineage
+                .members(*root)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| {
+                    ProcessTable::read()
+                        .map(|t| !t.group(self.pgid).contains(&p.pid))
+                        .unwrap_or(true)
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// SIGKILLs what left the group and waits (briefly) until it is gone.
+    fn kill_escaped(&self) {
+        let escaped = self.escaped();
+        for process in &escaped {
+            signal_process(*process, Signal::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_millis(500);
+        while escaped.iter().any(|p| is_alive(*p)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     pub fn pgid(&self) -> i32 {
@@ -101,12 +137,16 @@ impl ProcessGroup {
             }
             wait_until_empty(self.pgid, Duration::from_secs(5)).await;
         }
+        // Whatever the plugin started outside its group goes with it.
+        self.kill_escaped();
         use std::os::unix::process::ExitStatusExt;
+        let mut leftover = group_members(self.pgid);
+        leftover.extend(self.escaped().iter().map(|p| p.pid));
         CloseReport {
             exit_code: status.and_then(|s| s.code()),
             signal: status.and_then(|s| s.signal()),
             how,
-            leftover: group_members(self.pgid),
+            leftover,
         }
     }
 
@@ -114,6 +154,7 @@ impl ProcessGroup {
     /// is a SIGKILL) until no live member is left, so that "dropped" really
     /// means "gone" even if the program exits right after.
     pub fn kill_now(&mut self) {
+        self.kill_escaped();
         if self.reaped && !group_may_have_members(self.pgid) {
             return;
         }

@@ -55,8 +55,8 @@ impl RawSession {
         let pid = child
             .id()
             .ok_or_else(|| std::io::Error::other("the plugin exited at once"))?;
-        let process =
-            ProcessGroup::new(child).ok_or_else(|| std::io::Error::other("no process group"))?;
+        let process = ProcessGroup::new(child, None)
+            .ok_or_else(|| std::io::Error::other("no process group"))?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = tokio::spawn(drain_stderr(
             spec.id.clone(),
