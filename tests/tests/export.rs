@@ -254,7 +254,7 @@ fn hostile_repo() -> (TestRepo, Value) {
         "Y": "no", "WHEN": "2024-01-02", "TIME": "80:80", "NUM": "1_000", "EMPTY": "",
         "QUOTE": "it's \"q\" #x: y", "MULTI": "a\nb\n", "DOLLAR": "$HOME ${PATH} $$",
         "DATABASE_URL": "postgres://u:hunter2@db/x", "API_TOKEN": "t0k3n-secret",
-        "PORT": "8080",
+        "PORT": "8080", "SEPARATORS": "a\u{2028}b\u{85}c\u{c}d\u{1b}e\tf ",
     });
     let services = json!([
         {"name": "no", "cwd": "sub/dir", "command": ["sh", "-c", "echo \"$HOME\" ${X:-y} $$"], "env": env,

@@ -252,85 +252,73 @@ pub fn files(stack: &Stack, options: &Options) -> Result<Vec<File>, ExportError>
             annotations,
         };
         if !service.env.is_empty() {
-            documents.push(yaml::document(
-                &Object {
-                    api_version: "v1",
-                    kind: "ConfigMap",
-                    metadata: metadata(format!("{name}-env"), BTreeMap::new()),
-                    body: ConfigMapBody {
-                        data: service.env.clone(),
-                    },
+            documents.push(manifest(
+                "v1",
+                "ConfigMap",
+                metadata(format!("{name}-env"), BTreeMap::new()),
+                ConfigMapBody {
+                    data: service.env.clone(),
                 },
-                false,
             )?);
         }
         if !service.secrets.is_empty() {
-            documents.push(yaml::document(
-                &Object {
-                    api_version: "v1",
-                    kind: "Secret",
-                    metadata: metadata(format!("{name}-secrets"), BTreeMap::new()),
-                    body: SecretBody {
-                        kind: "Opaque",
-                        string_data: service
-                            .secrets
-                            .iter()
-                            .map(|key| (key.clone(), String::new()))
-                            .collect(),
-                    },
+            documents.push(manifest(
+                "v1",
+                "Secret",
+                metadata(format!("{name}-secrets"), BTreeMap::new()),
+                SecretBody {
+                    kind: "Opaque",
+                    string_data: service
+                        .secrets
+                        .iter()
+                        .map(|key| (key.clone(), String::new()))
+                        .collect(),
                 },
-                false,
             )?);
         }
         if !service.ports.is_empty() {
-            documents.push(yaml::document(
-                &Object {
-                    api_version: "v1",
-                    kind: "Service",
-                    metadata: metadata(name.clone(), BTreeMap::new()),
-                    body: ServiceBody {
-                        spec: ServiceSpec {
-                            selector: selector.clone(),
-                            ports: service
-                                .ports
-                                .iter()
-                                .map(|&port| ServicePort {
-                                    name: format!("p{port}"),
-                                    port,
-                                    target_port: port,
-                                })
-                                .collect(),
-                        },
+            documents.push(manifest(
+                "v1",
+                "Service",
+                metadata(name.clone(), BTreeMap::new()),
+                ServiceBody {
+                    spec: ServiceSpec {
+                        selector: selector.clone(),
+                        ports: service
+                            .ports
+                            .iter()
+                            .map(|&port| ServicePort {
+                                name: format!("p{port}"),
+                                port,
+                                target_port: port,
+                            })
+                            .collect(),
                     },
                 },
-                false,
             )?);
         }
         let annotations = BTreeMap::from([
             ("devctl/service", service.name.clone()),
             ("devctl/plugin", service.plugin.clone()),
         ]);
-        documents.push(yaml::document(
-            &Object {
-                api_version: "apps/v1",
-                kind: "Deployment",
-                metadata: metadata(name.clone(), annotations),
-                body: DeploymentBody {
-                    spec: DeploymentSpec {
-                        replicas: 1,
-                        selector: Selector {
-                            match_labels: selector.clone(),
+        documents.push(manifest(
+            "apps/v1",
+            "Deployment",
+            metadata(name.clone(), annotations),
+            DeploymentBody {
+                spec: DeploymentSpec {
+                    replicas: 1,
+                    selector: Selector {
+                        match_labels: selector.clone(),
+                    },
+                    template: PodTemplate {
+                        metadata: PodMetadata {
+                            labels: labels.clone(),
                         },
-                        template: PodTemplate {
-                            metadata: PodMetadata {
-                                labels: labels.clone(),
-                            },
-                            spec: pod(service, name, stack, &names, options),
-                        },
+                        spec: pod(service, name, stack, &names, options),
                     },
                 },
             },
-            false,
         )?);
     }
     let text = format!(
@@ -351,6 +339,22 @@ pub fn files(stack: &Stack, options: &Options) -> Result<Vec<File>, ExportError>
         text,
         role: Role::Main,
     }])
+}
+
+/// One object as a YAML document.
+fn manifest(
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    body: impl Serialize,
+) -> Result<String, ExportError> {
+    let object = Object {
+        api_version,
+        kind,
+        metadata,
+        body,
+    };
+    yaml::document(&object, false)
 }
 
 fn notes(stack: &Stack, names: &BTreeMap<String, String>, options: &Options) -> Vec<String> {

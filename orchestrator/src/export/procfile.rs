@@ -111,7 +111,7 @@ fn shared_env(stack: &Stack) -> BTreeMap<String, String> {
         .iter()
         .filter(|(name, _)| !PER_LINE.contains(&name.as_str()))
         .filter(|(_, value)| {
-            !value.contains(['\n', '\r']) && !value.contains("\\n") && !value.contains("\\t")
+            !value.contains(breaks_line) && !value.contains("\\n") && !value.contains("\\t")
         })
         .filter(|(name, value)| rest.iter().all(|s| s.env.get(*name) == Some(value)))
         .map(|(name, value)| (name.clone(), value.clone()))
@@ -163,13 +163,30 @@ fn line(
     words.push("exec".into());
     words.extend(service.command.iter().map(|arg| shell_word(arg)));
     let line = format!("{}: {}", service.name, words.join(" "));
-    if line.contains(['\n', '\r']) {
+    if line.contains(breaks_line) {
         return Err(unsupported(
             "its command, directory or environment holds a line break, and each process is one line".into(),
             "let the plugin pass multi-line values another way (e.g. a file)",
         ));
     }
     Ok(line)
+}
+
+/// Whether runners end a line at `c`: honcho reads the Procfile and `.env`
+/// with Python's `splitlines`, which breaks at more than `\n`.
+fn breaks_line(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r'
+            | '\x0b'
+            | '\x0c'
+            | '\x1c'
+            | '\x1d'
+            | '\x1e'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
+    )
 }
 
 /// A `.env` value: single-quoted, as honcho (Python's shlex) and foreman
@@ -249,9 +266,11 @@ mod tests {
 
     #[test]
     fn what_a_procfile_cannot_hold_is_refused() {
-        let plan = with_service("backend", |s| s.command.push("a\nb".into()));
-        let err = export(Format::Procfile, &plan, &options()).unwrap_err();
-        assert!(err.to_string().contains("line break"), "{err}");
+        for broken in ["a\nb", "a\u{2028}b", "a\x0cb", "a\rb"] {
+            let plan = with_service("backend", |s| s.command.push(broken.into()));
+            let err = export(Format::Procfile, &plan, &options()).unwrap_err();
+            assert!(err.to_string().contains("line break"), "{broken:?}: {err}");
+        }
         let mut plan = moments_plan();
         plan.services[1].spec.name = "back.end".into();
         plan.services[0].spec.depends_on = vec!["back.end".into()];
