@@ -118,7 +118,7 @@ pub enum Command {
     /// Run the pipeline without side effects and show the resulting plan.
     Plan(PlanArgs),
     /// Write the plan for the engine a team moves to: a Compose file,
-    /// Kubernetes manifests or a Procfile (see `devctl export --help`).
+    /// Kubernetes manifests or a Procfile.
     Export(ExportArgs),
     /// Inspect and check the configured plugins.
     #[command(subcommand)]
@@ -259,13 +259,13 @@ impl PlanArgs {
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
-From the same plan as `up` (same plugins and --without; build and prepare dry-run). Output is
-deterministic, starts with a header saying how to regenerate it, and never holds a secret's value:
-compose  compose.yaml; secrets from <service>.secrets.env (a skeleton, written only when missing)
-kubernetes  kubernetes.yaml, one stream: per service a Deployment, a Service, a ConfigMap and a
-         Secret skeleton (keys without values) referenced by secretKeyRef
-procfile Procfile and .env (the variables every service shares); secrets come from the environment
--o DIR writes those files into DIR, -o FILE the main one as FILE (the others beside it); a file
+From the same plan as `up` (same plugins, --without; build and prepare dry-run). Deterministic,
+with a header saying how to regenerate it; a secret's value is never written:
+  compose     compose.yaml; secrets from <service>.secrets.env, a skeleton written only when missing
+  kubernetes  kubernetes.yaml, one stream: per service a Deployment, a Service, a ConfigMap and a
+              Secret skeleton (keys, no values) referenced by secretKeyRef
+  procfile    Procfile and .env (what every service shares); secrets come from the environment
+-o DIR writes every file into DIR; -o FILE the main one as FILE and the others beside it. A file
 that does not start with devctl export's header is never replaced.")]
 pub struct ExportArgs {
     /// The engine.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use devctl::export::{self, File, Format, Images, Options, Role, GENERATED_MARK};
+use devctl::export::{self, ExportError, File, Format, Images, Options, Role, GENERATED_MARK};
 use devctl::repository::Repository;
 use devctl_support::fs::write_atomically;
 
@@ -64,7 +64,10 @@ pub async fn run(repo: &Repository, args: &ExportArgs) -> Result<u8> {
         images,
         regenerate: regenerate(args, format, target.as_ref(), &repo.root),
     };
-    let files = export::export(format, &plan, &options)?;
+    let files = export::export(format, &plan, &options).map_err(|err| match err {
+        ExportError::Image { .. } => anyhow::Error::new(Usage(err.to_string())),
+        other => other.into(),
+    })?;
     match target {
         Some(target) => target.write(&files)?,
         None => {

@@ -191,7 +191,7 @@ pub enum ExportError {
     Graph(#[from] GraphError),
     #[error("service {service}: {problem}\n  fix: check `devctl plan`; the plugin that provides the service must fix it")]
     Service { service: String, problem: String },
-    #[error("service {service}: {place} holds a password in a URL, which an exported file would show\n  fix: let the plugin pass the URL in an environment variable instead (exports keep those out of the files as secrets)")]
+    #[error("service {service}: {place} holds a secret (a password in a URL, or the value of a secret variable), which an exported file would show\n  fix: let the plugin pass it only in an environment variable (exports keep secret ones out of the files)")]
     SecretInCommand { service: String, place: String },
     #[error("service {service} runs in {cwd:?}, outside the repo, which is all an export mounts or runs from\n  fix: let the plugin use a directory inside the repo")]
     OutsideRepo { service: String, cwd: String },
@@ -320,6 +320,7 @@ impl Stack {
             };
             services.push(service(planned, plan, repo_root)?);
         }
+        check_written(plan, &services)?;
         let names = |steps: &[crate::transform::PlannedStep]| {
             steps.iter().map(|s| s.step.name.clone()).collect()
         };
@@ -351,28 +352,6 @@ fn service(
         service: spec.name.clone(),
         problem,
     };
-    let no_nul = |place: &str, text: &str| {
-        if text.contains('\0') {
-            Err(problem(format!("{place} contains a NUL character")))
-        } else {
-            Ok(())
-        }
-    };
-    let no_password = |place: String, text: &str| {
-        if redact_url_password(text) != text {
-            Err(ExportError::SecretInCommand {
-                service: spec.name.clone(),
-                place,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    for (at, arg) in spec.command.iter().enumerate() {
-        no_nul("its command", arg)?;
-        no_password(format!("argument {} of its command", at + 1), arg)?;
-    }
-    no_nul("its working directory", &spec.cwd)?;
     let mut env = BTreeMap::new();
     let mut secrets = BTreeSet::new();
     for (name, value) in &spec.env {
@@ -381,7 +360,6 @@ fn service(
                 "the environment variable name {name:?} is not portable (a letter or '_', then letters, digits or '_'): a shell, a .env file or a ConfigMap cannot set it"
             )));
         }
-        no_nul(&format!("the value of {name}"), value)?;
         if is_secret(name, value) {
             secrets.insert(name.clone());
         } else {
@@ -392,23 +370,6 @@ fn service(
         Some(check) => Some(probe(check).map_err(problem)?),
         None => None,
     };
-    if let Some(Probe {
-        check: Check::Exec { command },
-        ..
-    }) = &probe
-    {
-        for (at, arg) in command.iter().enumerate() {
-            no_nul("its health check's command", arg)?;
-            no_password(format!("argument {} of its health check", at + 1), arg)?;
-        }
-    }
-    if let Some(Probe {
-        check: Check::Http { url, .. },
-        ..
-    }) = &probe
-    {
-        no_password("its health check's URL".into(), url)?;
-    }
     let mut ports = BTreeSet::new();
     let configured = &plan.config["services"][&spec.name]["port"];
     ports.extend(port_of(configured));
@@ -443,6 +404,68 @@ fn service(
         depends_on,
         restart: spec.restart.unwrap_or_default(),
     })
+}
+
+/// Secret values shorter than this are not looked for elsewhere (a short
+/// one would be found in ordinary words).
+const SECRET_SEARCHED_FROM: usize = 8;
+
+/// What an engine would write of what the plan holds: no NUL (no process
+/// can be given one) and no secret, neither a password in a URL nor a
+/// secret variable's value repeated in an argument, a directory, a probe or
+/// a plain variable.
+fn check_written(plan: &Plan, services: &[Service]) -> Result<(), ExportError> {
+    let secrets: Vec<&str> = plan
+        .services
+        .iter()
+        .flat_map(|s| &s.spec.env)
+        .filter(|(name, value)| is_secret(name, value) && value.len() >= SECRET_SEARCHED_FROM)
+        .map(|(_, value)| value.as_str())
+        .collect();
+    for service in services {
+        for (place, text) in service.written() {
+            if text.contains('\0') {
+                return Err(ExportError::Service {
+                    service: service.name.clone(),
+                    problem: format!("{place} contains a NUL character"),
+                });
+            }
+            if redact_url_password(text) != text
+                || secrets.iter().any(|secret| text.contains(secret))
+            {
+                return Err(ExportError::SecretInCommand {
+                    service: service.name.clone(),
+                    place,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Service {
+    /// Every string of it an engine writes, with where it is.
+    fn written(&self) -> Vec<(String, &str)> {
+        let mut places: Vec<(String, &str)> = Vec::new();
+        for (at, arg) in self.command.iter().enumerate() {
+            places.push((format!("argument {} of its command", at + 1), arg));
+        }
+        places.push(("its working directory".into(), &self.cwd));
+        for (name, value) in &self.env {
+            places.push((format!("its variable {name}"), value));
+        }
+        match self.probe.as_ref().map(|p| &p.check) {
+            Some(Check::Http { url, .. }) => places.push(("its health check's URL".into(), url)),
+            Some(Check::Tcp { host, .. }) => places.push(("its health check's host".into(), host)),
+            Some(Check::Exec { command }) => {
+                for (at, arg) in command.iter().enumerate() {
+                    places.push((format!("argument {} of its health check", at + 1), arg));
+                }
+            }
+            None => {}
+        }
+        places
+    }
 }
 
 /// A port from the config (a number, or a string of digits), if it is one.
@@ -814,6 +837,25 @@ pub(crate) mod tests {
             err.contains("health check") && !err.contains("hunter2"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_secret_value_repeated_in_a_command_or_plain_variable_is_refused() {
+        let plan = with_service("backend", |s| {
+            s.command
+                .extend(["--token".into(), "public-token-test".into()])
+        });
+        let err = stack(&plan).unwrap_err().to_string();
+        assert!(
+            err.contains("service backend: argument 4 of its command holds a secret")
+                && !err.contains("public-token-test"),
+            "{err}"
+        );
+        let plan = with_service("web", |s| {
+            s.env.insert("COPY".into(), "x public-token-test".into());
+        });
+        let err = stack(&plan).unwrap_err().to_string();
+        assert!(err.contains("its variable COPY"), "{err}");
     }
 
     #[test]
