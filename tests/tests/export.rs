@@ -536,3 +536,26 @@ fn files_devctl_did_not_write_and_filled_in_secrets_are_never_overwritten() {
     let images = repo.devctl(&["export", "procfile", "--image", "x"]);
     assert_eq!(images.status.code(), Some(2));
 }
+
+#[test]
+fn the_readme_shows_the_example_compose_file_as_it_is_exported() {
+    let readme = std::fs::read_to_string(e2e::workspace().join("README.md")).expect("README");
+    let intro = "`devctl --repo-root examples/moments export compose`:\n\n```yaml\n";
+    let start = readme
+        .find(intro)
+        .expect("the README shows the compose export")
+        + intro.len();
+    let shown = &readme[start..start + readme[start..].find("```").expect("block end")];
+    let repo = TestRepo::empty("readme");
+    let exported = repo
+        .command(&["--repo-root", "examples/moments", "export", "compose"])
+        .current_dir(e2e::workspace())
+        .output()
+        .expect("devctl");
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    assert_eq!(
+        shown,
+        text(&exported.stdout),
+        "update the README's compose example"
+    );
+}
