@@ -26,14 +26,9 @@ pub fn document(doc: &impl Serialize, escape_dollars: bool) -> Result<String, Ex
     let marker = unused_marker(&value);
     let mut quoted = Vec::new();
     let placeheld = hold_places(&value, &marker, &mut quoted);
-    let mut text =
+    let held =
         yaml_serde::to_string(&placeheld).map_err(|err| ExportError::Yaml(err.to_string()))?;
-    // Longest first, so `…q1z` never matches inside `…q12z` (it cannot
-    // anyway: the `z` ends each one), and placeholders are unique words.
-    for (at, original) in quoted.iter().enumerate().rev() {
-        let place = format!("{marker}{at}z");
-        text = text.replace(&place, &format!("'{}'", original.replace('\'', "''")));
-    }
+    let text = put_back(&held, &marker, &quoted);
     let back: Value =
         yaml_serde::from_str(&text).map_err(|err| ExportError::Yaml(err.to_string()))?;
     if back != value {
@@ -42,6 +37,37 @@ pub fn document(doc: &impl Serialize, escape_dollars: bool) -> Result<String, Ex
         ));
     }
     Ok(text)
+}
+
+/// `held` with each placeholder `<marker><n>z` replaced by `quoted[n]`,
+/// single-quoted, in one pass.
+fn put_back(held: &str, marker: &str, quoted: &[String]) -> String {
+    let mut text = String::with_capacity(held.len());
+    let mut rest = held;
+    while let Some(at) = rest.find(marker) {
+        text.push_str(&rest[..at]);
+        let after = &rest[at + marker.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let original = after[..digits]
+            .parse::<usize>()
+            .ok()
+            .filter(|_| after[digits..].starts_with('z'))
+            .and_then(|n| quoted.get(n));
+        match original {
+            Some(original) => {
+                text.push_str(&format!("'{}'", original.replace('\'', "''")));
+                rest = &after[digits + 1..];
+            }
+            // Not one of ours (cannot happen: no string holds the marker);
+            // left as it is, and the read-back check reports it.
+            None => {
+                text.push_str(marker);
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    text
 }
 
 /// Whether a YAML 1.1 reader could resolve the plain scalar `text` to
