@@ -559,3 +559,22 @@ fn the_readme_shows_the_example_compose_file_as_it_is_exported() {
         "update the README's compose example"
     );
 }
+
+#[test]
+fn an_invalid_plan_is_not_exported_and_says_why() {
+    let repo = TestRepo::with_fixture(&json!({
+        "name": "broken", "valid": false,
+        "errors": [{"code": "port.taken", "message": "port 8083 is taken"}],
+        "services": [{"name": "api", "command": ["true"]}],
+    }));
+    let refused = repo.devctl(&["export", "compose", "-o", "deploy/"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("not valid") && said.contains("port 8083 is taken"),
+        "{said}"
+    );
+    assert!(!repo.root.join("deploy").exists(), "nothing written");
+    let empty = repo.devctl(&["export", "compose", "-o", ""]);
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty.stderr));
+}

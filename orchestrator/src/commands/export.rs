@@ -50,6 +50,17 @@ pub async fn run(repo: &Repository, args: &ExportArgs) -> Result<u8> {
         eprintln!("  see `devctl plan` for the whole plan");
         return Ok(1);
     }
+    // What `plan` would show as warnings concerns the exported stack too
+    // (e.g. a key file that prepare would create).
+    for issue in &plan.warnings {
+        eprintln!(
+            "warning [{}] {} ({})",
+            issue.issue.code, issue.issue.message, issue.plugin
+        );
+    }
+    for collision in &plan.collisions {
+        eprintln!("warning: {collision}");
+    }
     let options = Options {
         repo_name: repo
             .root
@@ -96,6 +107,9 @@ struct Target {
 impl Target {
     /// `output` is a directory when it exists as one or ends with `/`.
     fn of(output: &Path, format: Format) -> Result<Target> {
+        if output.as_os_str().is_empty() {
+            return Err(Usage("-o needs a file or a directory".into()).into());
+        }
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let path = cwd.join(output);
         let is_dir = path.is_dir() || output.as_os_str().to_string_lossy().ends_with('/');
