@@ -49,9 +49,31 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Whether `name` is a portable environment variable name (POSIX: a letter
+/// or `_`, then letters, digits and `_`), the only kind every engine a plan
+/// is exported to can set (a shell assignment, a `.env` line, a ConfigMap
+/// key).
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_names_are_posix_identifiers() {
+        for good in ["PORT", "_X", "VITE_BACKEND_URL", "a1"] {
+            assert!(is_env_name(good), "{good}");
+        }
+        for bad in ["", "1X", "A-B", "A.B", "A=B", "A B", "A\nB", "É"] {
+            assert!(!is_env_name(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn portable_names_pass_and_paths_do_not() {

@@ -46,6 +46,12 @@ pub fn redact_url_password(url: &str) -> String {
     )
 }
 
+/// Whether the value of variable `name` must not be written in clear: its
+/// name says secret, or it holds a URL with a password.
+pub fn is_secret(name: &str, value: &str) -> bool {
+    is_secret_name(name) || redact_url_password(value) != value
+}
+
 /// The value of `name` as it may be shown.
 pub fn redact_value(name: &str, value: &str) -> String {
     if is_secret_name(name) {
@@ -84,5 +90,13 @@ mod tests {
             "http://localhost:8083"
         );
         assert_eq!(redact_value("API_TOKEN", "abc"), REDACTED);
+    }
+
+    #[test]
+    fn a_value_is_secret_by_its_name_or_a_password_in_a_url() {
+        assert!(is_secret("API_TOKEN", ""));
+        assert!(is_secret("DATABASE_URL", "postgres://app:pw@db/x"));
+        assert!(!is_secret("DATABASE_URL", "postgres://app@db/x"));
+        assert!(!is_secret("PORT", "8083"));
     }
 }

@@ -119,6 +119,9 @@ pub enum Command {
     Supervise(UpArgs),
     /// Run the pipeline without side effects and show the resulting plan.
     Plan(PlanArgs),
+    /// Write the plan for the engine a team moves to: a Compose file,
+    /// Kubernetes manifests or a Procfile.
+    Export(ExportArgs),
     /// Inspect and check the configured plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
@@ -254,6 +257,46 @@ impl PlanArgs {
             self.format
         }
     }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "\
+From the same plan as `up` (same plugins, --without; build and prepare dry-run). Deterministic,
+with a header saying how to regenerate it; a secret's value is never written:
+  compose     compose.yaml; secrets from <service>.secrets.env, a skeleton written only when missing
+  kubernetes  kubernetes.yaml, one stream: per service a Deployment, a Service, a ConfigMap and a
+              Secret skeleton (keys, no values) referenced by secretKeyRef
+  procfile    Procfile and .env (what every service shares); secrets come from the environment
+-o DIR writes every file into DIR; -o FILE the main one as FILE and the others beside it. A file
+that does not start with devctl export's header is never replaced.")]
+pub struct ExportArgs {
+    /// The engine.
+    #[arg(value_enum)]
+    pub format: ExportFormat,
+    /// Write to this file, or into this directory (one that exists or ends with /), atomically,
+    /// instead of printing the main file.
+    #[arg(short, long, value_name = "FILE|DIR")]
+    pub output: Option<PathBuf>,
+    /// Materialize the plan without this plugin's contributions (repeatable).
+    #[arg(long, value_name = "ID")]
+    pub without: Vec<String>,
+    /// Image to run services in (compose, kubernetes): IMAGE for all, SERVICE=IMAGE for one
+    /// (repeatable). The repo is mounted at /repo in it [default: python:3.13-slim].
+    #[arg(long, value_name = "[SERVICE=]IMAGE")]
+    pub image: Vec<String>,
+    #[command(flatten)]
+    pub pipeline: PipelineFlags,
+}
+
+/// What `devctl export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// A Compose file (docker compose, docker-compose 1.29).
+    Compose,
+    /// Kubernetes manifests (a multi-document YAML stream).
+    Kubernetes,
+    /// A Procfile and .env (honcho, foreman).
+    Procfile,
 }
 
 #[derive(Debug, Args)]

@@ -17,24 +17,36 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_INTERVAL: Duration = Duration::from_millis(10);
 const MAX_INTERVAL: Duration = Duration::from_millis(250);
 /// No single probe may take longer than this.
-const PROBE_LIMIT: Duration = Duration::from_secs(2);
+pub const PROBE_LIMIT: Duration = Duration::from_secs(2);
 /// `timeout_ms` and `interval_ms` from a plugin are capped here (a day):
 /// a plugin may send any number.
 const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-/// Waits until the check passes; `Err` says why it never did.
-pub async fn wait_ready(check: &HealthCheckSpec, cwd: &Path) -> Result<(), String> {
-    let started = Instant::now();
-    let timeout = check
+/// How long `check` may take to pass: its `timeout_ms` (default 30 s), at
+/// most a day.
+pub fn deadline(check: &HealthCheckSpec) -> Duration {
+    check
         .timeout_ms
         .map(Duration::from_millis)
         .unwrap_or(DEFAULT_TIMEOUT)
-        .min(MAX_TIMEOUT);
-    let cap = check
+        .min(MAX_TIMEOUT)
+}
+
+/// The longest pause between two probes: its `interval_ms` (default
+/// 250 ms), 10 ms to a day.
+pub fn interval_cap(check: &HealthCheckSpec) -> Duration {
+    check
         .interval_ms
         .map(Duration::from_millis)
         .unwrap_or(MAX_INTERVAL)
-        .clamp(FIRST_INTERVAL, MAX_TIMEOUT);
+        .clamp(FIRST_INTERVAL, MAX_TIMEOUT)
+}
+
+/// Waits until the check passes; `Err` says why it never did.
+pub async fn wait_ready(check: &HealthCheckSpec, cwd: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let timeout = deadline(check);
+    let cap = interval_cap(check);
     let prober = Prober::new().map_err(|err| err.to_string())?;
     let mut last = String::from("no probe ran");
     loop {

@@ -11,12 +11,15 @@
 //! - [`procs`]: which processes are provably ours, and stopping them;
 //! - [`logs`]: service output captured with time, rotated, read back merged;
 //! - [`health`], [`watch`], [`events`]: readiness probes, config watching
-//!   and what the supervisor tells `up`.
+//!   and what the supervisor tells `up`;
+//! - [`export`]: the plan as files for other engines (Compose, Kubernetes,
+//!   a Procfile).
 
 pub mod config;
 pub mod control;
 pub mod environment;
 pub mod events;
+pub mod export;
 pub mod health;
 pub mod logs;
 pub mod pipeline;

@@ -134,7 +134,17 @@ impl TestRepo {
             repo.root.join("fixture.py"),
         )
         .expect("copy fixture");
-        let arg = serde_json::to_string(&spec.to_string()).expect("quote");
+        // A YAML double-quoted string with only ASCII in it: raw, a NEL or
+        // a line separator in the spec would be folded as a line break.
+        let arg: String = serde_json::to_string(&spec.to_string())
+            .expect("quote")
+            .chars()
+            .map(|c| match c as u32 {
+                0..=0x7e => c.to_string(),
+                code @ 0x7f..=0xffff => format!("\\u{code:04x}"),
+                code => format!("\\U{code:08x}"),
+            })
+            .collect();
         repo.write(
             ".devctl.yaml",
             &format!("plugins:\n  - id: fixture\n    path: ./fixture.py\n    args: [{arg}]\n"),

@@ -6,6 +6,7 @@
 
 mod completion;
 mod down;
+mod export;
 mod help;
 mod logs;
 mod plan;
@@ -58,6 +59,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plan(args) => {
             let repo = open_with_plugins(&global, &args.pipeline.or(&outer))?;
             interruptible(plan::run(&repo, &args)).await
+        }
+        Command::Export(args) => {
+            let repo = open_with_plugins(&global, &args.pipeline.or(&outer))?;
+            interruptible(export::run(&repo, &args)).await
         }
         Command::Plugins(PluginsCommand::List {
             json,

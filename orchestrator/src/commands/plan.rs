@@ -7,13 +7,39 @@ use anyhow::Result;
 use devctl::pipeline::{self, PipelineOptions};
 use devctl::render::{plan_text, redact_plan};
 use devctl::repository::{close_all, Repository};
+use devctl::transform::Plan;
 
 use super::Usage;
 use crate::cli::{Format, PlanArgs};
 
 /// `devctl plan`: exit 0 when the plan is valid, 1 when it is not.
 pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
-    let without: BTreeSet<String> = args.without.iter().cloned().collect();
+    let mut plan = dry_plan(repo, &args.without).await?;
+    if !args.show_secrets {
+        redact_plan(&mut plan);
+    }
+    match args.format() {
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
+        // The Go devctl's document: the merged config and `{services}`.
+        Format::Go => {
+            let services: Vec<_> = plan.services.iter().map(|s| &s.spec).collect();
+            let doc = serde_json::json!({"config": plan.config, "plan": {"services": services}});
+            outln!("{}", serde_json::to_string_pretty(&doc)?);
+        }
+        Format::Text => out!("{}", plan_text(&plan, args.explain, true)),
+    }
+    Ok(if plan.valid && plan.failed_steps().is_empty() {
+        0
+    } else {
+        1
+    })
+}
+
+/// The plan without side effects (build and prepare with `dry_run`), the
+/// plugins in `without` not even started; what plugins said goes to stderr.
+/// Secrets are in it, in clear.
+pub async fn dry_plan(repo: &Repository, without: &[String]) -> Result<Plan> {
+    let without: BTreeSet<String> = without.iter().cloned().collect();
     for id in &without {
         if !repo.config.plugins.iter().any(|p| &p.id == id) {
             return Err(Usage(format!(
@@ -39,23 +65,5 @@ pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
             message.plugin, message.level, message.op, message.text
         );
     }
-    let mut plan = outcome.plan(&without, repo.strictness)?;
-    if !args.show_secrets {
-        redact_plan(&mut plan);
-    }
-    match args.format() {
-        Format::Json => outln!("{}", serde_json::to_string_pretty(&plan)?),
-        // The Go devctl's document: the merged config and `{services}`.
-        Format::Go => {
-            let services: Vec<_> = plan.services.iter().map(|s| &s.spec).collect();
-            let doc = serde_json::json!({"config": plan.config, "plan": {"services": services}});
-            outln!("{}", serde_json::to_string_pretty(&doc)?);
-        }
-        Format::Text => out!("{}", plan_text(&plan, args.explain, true)),
-    }
-    Ok(if plan.valid && plan.failed_steps().is_empty() {
-        0
-    } else {
-        1
-    })
+    Ok(outcome.plan(&without, repo.strictness)?)
 }
