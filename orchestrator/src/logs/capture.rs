@@ -196,13 +196,10 @@ impl Reader {
     }
 
     /// Queues records for the writer, or drops them when the disk is behind.
+    /// The note about earlier drops counts against the limit too, so the
+    /// queue never holds more than `limit` bytes.
     fn hand_over(&mut self, records: Vec<u8>, lines: u64) {
-        if self.queued.load(Ordering::Relaxed) + records.len() > self.limit {
-            self.dropped_lines += lines;
-            self.dropped_bytes += records.len() as u64;
-            return;
-        }
-        let mut records = records;
+        let mut batch = Vec::new();
         if self.dropped_lines > 0 {
             let note = format!(
                 "dropped {} line(s) ({} bytes) of {}: the disk did not keep up",
@@ -210,19 +207,28 @@ impl Reader {
                 self.dropped_bytes,
                 self.stream.name()
             );
-            let mut with_note = Vec::with_capacity(records.len() + note.len() + 32);
+            batch.reserve(records.len() + note.len() + 32);
             push(
-                &mut with_note,
+                &mut batch,
                 timestamp(SystemTime::now()).as_bytes(),
                 Stream::Devctl,
                 false,
                 note.as_bytes(),
             );
-            with_note.extend_from_slice(&records);
-            records = with_note;
-            self.dropped_lines = 0;
-            self.dropped_bytes = 0;
         }
+        if self.queued.load(Ordering::Relaxed) + batch.len() + records.len() > self.limit {
+            self.dropped_lines += lines;
+            self.dropped_bytes += records.len() as u64;
+            return;
+        }
+        let records = if batch.is_empty() {
+            records
+        } else {
+            batch.extend_from_slice(&records);
+            batch
+        };
+        self.dropped_lines = 0;
+        self.dropped_bytes = 0;
         self.queued.fetch_add(records.len(), Ordering::AcqRel);
         if self.tx.send(records).is_err() {
             self.queued.store(0, Ordering::Release);
