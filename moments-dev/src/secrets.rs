@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-pub use devctl_contract::secrets::{redact_url_password, REDACTED};
+pub use devctl_contract::secrets::{redact_text, REDACTED};
 
 use crate::keys::KeyTable;
 use crate::settings::Secrecy;
@@ -85,18 +85,9 @@ fn secret_by_name(table: &KeyTable, key: &str) -> bool {
     !table.is_typed_leaf(key) && key.split('.').any(devctl_contract::secrets::is_secret_name)
 }
 
-/// The URL with its password hidden; when the password cannot be told
-/// apart (an unencoded `/`, `?` or `#` in it), the whole URL is hidden.
+/// The URL with its password (and any secret query parameter) hidden.
 fn redact_password_of(url: &str) -> String {
-    let redacted = redact_url_password(url);
-    let userinfo_left = url
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.contains('@') && redacted == url);
-    if userinfo_left {
-        REDACTED.into()
-    } else {
-        redacted
-    }
+    redact_text(url)
 }
 
 #[cfg(test)]
@@ -107,14 +98,14 @@ mod tests {
     #[test]
     fn database_passwords_are_hidden_but_the_rest_of_the_url_is_kept() {
         assert_eq!(
-            redact_url_password("postgres://app:p@ss:w@rd@localhost:5432/moments?sslmode=disable"),
+            redact_text("postgres://app:p@ss:w@rd@localhost:5432/moments?sslmode=disable"),
             "postgres://app:<redacted>@localhost:5432/moments?sslmode=disable"
         );
         assert_eq!(
-            redact_url_password("postgres://app@localhost/x"),
+            redact_text("postgres://app@localhost/x"),
             "postgres://app@localhost/x"
         );
-        assert_eq!(redact_url_password("not a url"), "not a url");
+        assert_eq!(redact_text("not a url"), "not a url");
     }
 
     #[test]
@@ -158,8 +149,15 @@ mod tests {
     }
 
     #[test]
-    fn a_password_that_cannot_be_delimited_hides_the_whole_url() {
-        assert_eq!(redact_password_of("postgres://u:pa/ss@db/x"), REDACTED);
+    fn a_password_with_url_characters_in_it_is_still_hidden() {
+        assert_eq!(
+            redact_password_of("postgres://u:pa/ss@db/x"),
+            "postgres://u:<redacted>@db/x"
+        );
+        assert_eq!(
+            redact_password_of("postgres://u:pw@db/x?password=q"),
+            "postgres://u:<redacted>@db/x?password=<redacted>"
+        );
         assert_eq!(redact_password_of("postgres://db/x"), "postgres://db/x");
         assert_eq!(redact_password_of("not a url"), "not a url");
     }

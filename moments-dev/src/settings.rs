@@ -232,7 +232,7 @@ impl fmt::Debug for Secret {
 
 impl fmt::Debug for PasswordUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&devctl_contract::secrets::redact_url_password(&self.0))
+        f.write_str(&devctl_contract::secrets::redact_text(&self.0))
     }
 }
 

@@ -1,10 +1,13 @@
 //! How plans and plugin lists are shown: readable text, `--explain`
-//! provenance, and JSON. Values that look secret (by name: tokens,
-//! passwords…; or a password inside a URL) are redacted unless asked.
+//! provenance, and JSON. Secrets (by name: tokens, passwords, keys…; or by
+//! what a value holds: a password in a URL, a `password=` parameter, a
+//! bearer token, the word after `--password`) are redacted unless asked, in
+//! config values, env, commands and health checks alike. Commands are shown
+//! as a shell would read them back ([`shell_line`]).
 
 use std::fmt::Write as _;
 
-use devctl_contract::secrets::{is_secret_name, redact_url_password, REDACTED};
+use devctl_contract::secrets::{is_secret_name, redact_argv, redact_text, REDACTED};
 use serde_json::Value;
 
 use crate::transform::{Plan, Setting};
@@ -21,14 +24,43 @@ pub fn redact_plan(plan: &mut Plan) {
         }
     }
     for service in &mut plan.services {
-        for (name, value) in service.spec.env.iter_mut() {
+        let spec = &mut service.spec;
+        for (name, value) in spec.env.iter_mut() {
             if is_secret_name(name) {
                 *value = REDACTED.into();
             } else {
-                *value = redact_url_password(value);
+                *value = redact_text(value);
             }
         }
+        spec.command = redact_argv(&spec.command);
+        if let Some(health) = spec.health.as_mut() {
+            health.url = health.url.as_deref().map(redact_text);
+            health.address = health.address.as_deref().map(redact_text);
+            health.command = health.command.as_deref().map(redact_argv);
+        }
     }
+}
+
+/// A word as a POSIX shell reads it back: bare when safe, else in single
+/// quotes.
+pub fn shell_word(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// An argv as one line a shell reads back word for word.
+pub fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| shell_word(word))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn redact_tree(value: &mut Value, key: &str) {
@@ -44,7 +76,7 @@ fn redact_tree(value: &mut Value, key: &str) {
             }
         }
         Value::String(text) if is_secret_name(key) => *text = REDACTED.into(),
-        Value::String(text) => *text = redact_url_password(text),
+        Value::String(text) => *text = redact_text(text),
         _ => {}
     }
 }
@@ -149,7 +181,7 @@ pub fn plan_text(plan: &Plan, explain: bool, dry_steps: bool) -> String {
             out,
             "  {}: {}  (cwd {cwd})",
             spec.name,
-            spec.command.join(" ")
+            shell_line(&spec.command)
         );
         if let Some(health) = &spec.health {
             let target = health
@@ -157,7 +189,7 @@ pub fn plan_text(plan: &Plan, explain: bool, dry_steps: bool) -> String {
                 .clone()
                 .or_else(|| health.address.clone())
                 .or_else(|| health.port.map(|p| format!("port {p}")))
-                .or_else(|| health.command.as_ref().map(|c| c.join(" ")))
+                .or_else(|| health.command.as_ref().map(|c| shell_line(c)))
                 .unwrap_or_default();
             let kind = serde_json::to_value(health.kind)
                 .ok()

@@ -459,3 +459,59 @@ fn state_says_ready_as_soon_as_up_d_returns() {
         assert!(repo.devctl(&["down"]).status.success());
     }
 }
+
+#[test]
+fn secrets_in_commands_env_and_health_checks_appear_nowhere() {
+    let port = e2e::free_port();
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [{
+        "name": "api", "cwd": ".",
+        // The words after the script are its unused $1…: only devctl shows them.
+        "command": ["sh", "-c", "exec python3 -m http.server \"$0\" --bind 127.0.0.1", port.to_string(),
+                    "postgres://u:URLARGSECRET@h/db", "--password", "FLAGSECRET"],
+        "env": {"DB_PASS": "ENVSECRET1", "MYSQL_PWD": "ENVSECRET2", "STRIPE_KEY": "ENVSECRET3",
+                "AUTH_HEADER_VALUE": "Bearer ENVSECRET4", "DSN": "host=h password=ENVSECRET5"},
+        "health": {"type": "http", "url": format!("http://admin:HEALTHSECRET@127.0.0.1:{port}/"),
+                   "timeout_ms": 10000}
+    }]}));
+    let mut seen = String::new();
+    for args in [
+        &["plan"][..],
+        &["plan", "--json"],
+        &["up", "-d"],
+        &["status"],
+        &["status", "--json"],
+        &["logs"],
+    ] {
+        let output = repo.devctl(args);
+        seen.push_str(&stdout(&output));
+        seen.push_str(&stderr(&output));
+    }
+    for entry in walk(&repo.root.join(".devctl")) {
+        seen.push_str(&String::from_utf8_lossy(
+            &std::fs::read(entry).unwrap_or_default(),
+        ));
+    }
+    for secret in ["URLARGSECRET", "FLAGSECRET", "ENVSECRET", "HEALTHSECRET"] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
+    assert!(seen.contains("<redacted>"), "{seen}");
+    let shown = stdout(&repo.devctl(&["plan", "--show-secrets"]));
+    assert!(
+        shown.contains("HEALTHSECRET") && shown.contains("ENVSECRET1"),
+        "{shown}"
+    );
+    assert!(repo.devctl(&["down"]).status.success());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => files.extend(walk(&path)),
+            Ok(t) if t.is_file() => files.push(path),
+            _ => {}
+        }
+    }
+    files
+}

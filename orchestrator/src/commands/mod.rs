@@ -150,19 +150,8 @@ pub fn devctl_for(root: &std::path::Path) -> String {
         Ok(found) if found == root => "devctl".to_owned(),
         _ => format!(
             "devctl --repo-root {}",
-            shell_word(&root.display().to_string())
+            devctl::render::shell_word(&root.display().to_string())
         ),
-    }
-}
-
-fn shell_word(text: &str) -> String {
-    if text
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c))
-    {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 

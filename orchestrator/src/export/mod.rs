@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use devctl_contract::manifest::{HealthCheckSpec, HealthKind, RestartPolicy};
 use devctl_contract::names::is_env_name;
-use devctl_contract::secrets::{is_secret, redact_url_password};
+use devctl_contract::secrets::{is_secret, redact_text};
+
+pub use crate::render::shell_word;
 use serde_json::Value;
 
 use crate::health;
@@ -430,9 +432,7 @@ fn check_written(plan: &Plan, services: &[Service]) -> Result<(), ExportError> {
                     problem: format!("{place} contains a NUL character"),
                 });
             }
-            if redact_url_password(text) != text
-                || secrets.iter().any(|secret| text.contains(secret))
-            {
+            if redact_text(text) != text || secrets.iter().any(|secret| text.contains(secret)) {
                 return Err(ExportError::SecretInCommand {
                     service: service.name.clone(),
                     place,
@@ -628,21 +628,6 @@ pub fn relative_path(from: &Path, to: &Path) -> PathBuf {
         out.push(".");
     }
     out
-}
-
-/// `text` as one word of a POSIX shell command: bare when it is plainly
-/// safe, else single-quoted. `=` is quoted, so a quoted first word is never
-/// taken for an assignment.
-pub fn shell_word(text: &str) -> String {
-    if !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,".contains(c))
-    {
-        text.to_owned()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
 }
 
 /// One line of a comment: control characters (a newline would end the

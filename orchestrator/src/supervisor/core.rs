@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use devctl_contract::manifest::ServiceSpec;
 use devctl_contract::protocol::BuildWatch;
+use devctl_contract::secrets::{redact_argv, redact_text};
 use devctl_sdk::host::process_id;
 use devctl_support::fs::PrivateDir;
 use tokio::sync::{mpsc, oneshot};
@@ -375,6 +376,8 @@ impl Core {
                 instance,
                 reason,
             } if self.current(&name, instance) => {
+                // Probe errors name the URL, which may hold a password.
+                let reason = redact_text(&reason);
                 let failure = Failure {
                     reason: format!("service {name} did not become ready: {reason}"),
                     service: Some(name.clone()),
@@ -500,7 +503,7 @@ impl Core {
                 let _ = self.tx.send(Msg::Unhealthy {
                     name: name.to_owned(),
                     instance,
-                    reason: format!("cannot start `{}`: {err}", spec.command.join(" ")),
+                    reason: format!("cannot start `{}`: {err}", shown_command(&spec.command)),
                 });
                 return;
             }
@@ -515,7 +518,10 @@ impl Core {
         svc.ready_at_ms = None;
         svc.exit = None;
         svc.next_restart_at_ms = None;
-        log.note(&format!("started (pid {pid}): {}", spec.command.join(" ")));
+        log.note(&format!(
+            "started (pid {pid}): {}",
+            shown_command(&spec.command)
+        ));
         self.announce(UpEvent::ServiceStarting {
             name: name.to_owned(),
             pid,
@@ -1102,7 +1108,8 @@ fn fresh_state(name: &str, spec: Option<&ServiceSpec>) -> ServiceState {
     state
 }
 
-/// Where a service answers, from its health check.
+/// Where a service answers, from its health check (secrets hidden: it is
+/// shown and written to the state file).
 pub fn endpoint_of(spec: &ServiceSpec) -> Option<String> {
     let health = spec.health.as_ref()?;
     health
@@ -1110,6 +1117,12 @@ pub fn endpoint_of(spec: &ServiceSpec) -> Option<String> {
         .clone()
         .or_else(|| health.address.clone())
         .or_else(|| health.port.map(|port| format!("127.0.0.1:{port}")))
+        .map(|endpoint| redact_text(&endpoint))
+}
+
+/// A command as logs and messages show it: secrets hidden, shell-quoted.
+fn shown_command(argv: &[String]) -> String {
+    crate::render::shell_line(&redact_argv(argv))
 }
 
 /// Everything `up --watch` watches: config globs and build steps' sources.
