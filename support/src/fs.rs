@@ -252,6 +252,21 @@ impl AsFd for PrivateDir {
     }
 }
 
+/// Opens `path` for reading if it is a regular file that is not a symlink;
+/// `None` when it does not exist. A FIFO or a device in its place is an
+/// error, never a read that blocks forever.
+pub fn open_regular(path: &Path) -> Result<Option<File>, FsError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let fd = match openat(AT_FDCWD, path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(errno) => return Err(FsError::from_open("open", path, errno)),
+    };
+    require_regular(&fd, path)?;
+    clear_nonblock(&fd, path)?;
+    Ok(Some(File::from(fd)))
+}
+
 /// Writes `bytes` to `path` through a temp file in the same directory and a
 /// rename, with `mode` whatever the umask, synced to disk before the rename.
 /// The parent directory is created when missing. A link at `path` is

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::TestRepo;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -303,4 +303,26 @@ fn a_newcomer_meets_no_wrong_hint() {
         stdout(&up)
     );
     assert!(repo.devctl(&["down"]).status.success());
+}
+
+#[test]
+fn completion_leaves_out_plugin_commands_no_shell_can_complete() {
+    let repo = TestRepo::with_fixture(&json!({
+        "name": "oddnames",
+        "commands": [
+            {"name": "two words", "help": "spaces"},
+            {"name": "--flaglike", "help": "a flag"},
+            {"name": "fine-one", "help": "a good one"}
+        ]
+    }));
+    let output = repo.devctl(&["completion", "bash"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let script = stdout(&output);
+    assert!(script.contains("fine-one"), "{script}");
+    assert!(!script.contains("two words"), "{script}");
+    let warning = stderr(&output);
+    assert!(
+        warning.contains("two words") && warning.contains("--flaglike"),
+        "{warning}"
+    );
 }
