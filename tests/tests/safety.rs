@@ -515,3 +515,61 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn plugins_check_stops_its_plugin_and_scratch_copy_on_ctrl_c() {
+    let name = format!("checked{}", std::process::id());
+    let repo = TestRepo::with_fixture(&json!({
+        "name": name, "slow_start_ms": 300, "services": []
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let mut check = repo
+            .command(&["plugins", "check"])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // The plugin's command line holds its spec (devctl's does not).
+        while processes_mentioning(&name).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the suite never started the plugin"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(check.id() as i32), signal).unwrap();
+        let status = check.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !processes_mentioning(&name).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{signal}: the plugin outlived the check"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{signal}: scratch left: {left:?}");
+    }
+}
