@@ -326,3 +326,45 @@ fn completion_leaves_out_plugin_commands_no_shell_can_complete() {
         "{warning}"
     );
 }
+
+#[test]
+fn health_checks_written_the_go_way_are_understood() {
+    let http = e2e::free_port();
+    let tcp = e2e::free_port();
+    let server = |port: u16| {
+        json!([
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            port.to_string()
+        ])
+    };
+    let repo = TestRepo::with_fixture(&json!({"name": "goish", "services": [
+        {"name": "web", "cwd": ".", "command": server(http),
+         "health": {"type": "HTTP", "address": format!("http://127.0.0.1:{http}/"), "timeout_ms": 0}},
+        {"name": "db", "cwd": ".", "command": server(tcp),
+         "health": {"type": "Tcp", "address": format!("127.0.0.1:{tcp}"), "timeout_ms": 0}}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let status = repo.status();
+    for service in status["services"].as_array().unwrap() {
+        assert_eq!(service["ready"], true, "{service}");
+    }
+    assert!(repo.devctl(&["down"]).status.success());
+
+    // A check missing what its type needs is refused when planning.
+    let broken = TestRepo::with_fixture(&json!({"name": "goish", "services": [
+        {"name": "web", "cwd": ".", "command": ["sleep", "60"], "health": {"type": "tcp"}}
+    ]}));
+    let plan = broken.devctl(&["plan"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    assert!(
+        stderr(&plan)
+            .contains("plugin fixture's service web: tcp health check needs an address or a port"),
+        "{}",
+        stderr(&plan)
+    );
+}
