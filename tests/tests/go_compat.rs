@@ -368,3 +368,21 @@ fn health_checks_written_the_go_way_are_understood() {
         stderr(&plan)
     );
 }
+
+#[test]
+fn plan_in_the_go_format_calls_only_what_the_go_devctl_calls() {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let repo = TestRepo::with_fixture(&json!({
+        "name": "steps",
+        "build": [{"name": "compile", "ok": true}],
+        "prepare": [{"name": "keys", "ok": true}],
+        "valid": true,
+        "services": [{"name": "svc", "cwd": ".", "command": ["sleep", "60"]}],
+        "record": record.path()
+    }));
+    let plan = repo.devctl(&["plan", "--format", "go"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let ops = std::fs::read_to_string(record.path()).unwrap();
+    let ops: Vec<&str> = ops.lines().collect();
+    assert_eq!(ops, ["config.mutate", "launch.plan"]);
+}

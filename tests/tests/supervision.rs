@@ -56,6 +56,14 @@ fn up_d_brings_the_example_up_ready_and_down_leaves_nothing() {
             .contains("e2e-public-token"),
         "no secrets in the state file"
     );
+    // Its own services' ports are not "in use" to a plan of the same repo.
+    let plan = repo.devctl(&["plan"]);
+    assert!(
+        plan.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&plan.stdout),
+        stderr(&plan)
+    );
 
     let logs = repo.devctl(&["logs", "backend"]);
     assert!(
