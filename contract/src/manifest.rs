@@ -55,6 +55,10 @@ pub struct ServiceSpec {
     /// What to do when the service exits after it was ready (default `no`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartPolicy>,
+    /// Without a health check, the service is ready once it has stayed up
+    /// this long (default 500 ms); exiting sooner fails its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_ms: Option<u64>,
 }
 
 /// When a supervisor restarts a service that exited.

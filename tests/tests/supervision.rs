@@ -292,3 +292,73 @@ fn a_failed_validation_prints_each_error_with_its_fix_and_starts_nothing() {
     assert!(err.contains("nothing was started"), "{err}");
     assert!(repo.leftovers().is_empty());
 }
+
+#[test]
+fn a_service_without_health_check_is_ready_only_once_it_has_settled() {
+    let script = |s: &str| json!(["sh", "-c", s]);
+    // Exits at once: the start fails with its code and stderr.
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        {"name": "quick", "cwd": ".", "command": script("echo no-config >&2; exit 3"), "restart": "always"}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert_eq!(up.status.code(), Some(1), "{}", stderr(&up));
+    let err = stderr(&up);
+    assert!(
+        err.contains("service quick exited during start-up with exit code 3")
+            && err.contains("no-config"),
+        "{err}"
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
+
+    // Stays up past the settle time, then crash-loops: never ready again,
+    // shown as restarting, and `down` stops the supervisor.
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        {"name": "late", "cwd": ".", "command": script("sleep 1; exit 4"), "restart": "always"}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let service = repo.status()["services"][0].clone();
+        if service["restarts"].as_u64().unwrap_or(0) >= 1 && service["status"] == "restarting" {
+            assert_eq!(service["ready"], false, "{service}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never restarted: {service}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = repo.devctl(&["status"]);
+    assert!(
+        stdout(&text).contains("restarting (") && stdout(&text).contains("next in"),
+        "{}",
+        stdout(&text)
+    );
+    let down = repo.devctl(&["down"]);
+    assert!(down.status.success());
+    assert!(
+        stdout(&down).contains("stopped the supervisor"),
+        "{}",
+        stdout(&down)
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
+
+    // A settle time of its own: the same service that was ready above now
+    // exits before it has settled, and its start fails.
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        {"name": "late", "cwd": ".", "command": script("sleep 1; exit 4"), "settle_ms": 5000}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert_eq!(up.status.code(), Some(1), "{}", stderr(&up));
+    assert!(
+        stderr(&up).contains("service late exited during start-up with exit code 4"),
+        "{}",
+        stderr(&up)
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
+}

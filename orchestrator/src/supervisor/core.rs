@@ -549,10 +549,16 @@ impl Core {
         let tx = self.tx.clone();
         let health_name = name.to_owned();
         let health = spec.health.clone();
+        let settle = crate::health::settle_time(spec.settle_ms);
         let handle = tokio::spawn(async move {
             let outcome = match &health {
                 Some(check) => crate::health::wait_ready(check, &cwd).await,
-                None => Ok(()),
+                // Ready once it has stayed up: an exit before then aborts
+                // this task and fails the start (see `on_exit`).
+                None => {
+                    tokio::time::sleep(settle).await;
+                    Ok(())
+                }
             };
             let _ = tx.send(match outcome {
                 Ok(()) => Msg::Ready {
