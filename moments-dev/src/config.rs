@@ -97,6 +97,8 @@ pub enum ConfigError {
         path.display()
     )]
     NotAFile { path: PathBuf, kind: &'static str },
+    #[error("config env {env:?} is not a name: {problem}\n  fix: pass --config-env with the name of a file in {CONFIG_DIR}/ without .yaml (e.g. development)")]
+    BadEnvName { env: String, problem: String },
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -181,6 +183,11 @@ impl LoadedConfig {
         let mut files = vec![base];
         let env = request.config_env.trim();
         if !env.is_empty() {
+            // It names a file in config/app/: never a path out of it.
+            devctl_contract::names::check_name(env).map_err(|problem| ConfigError::BadEnvName {
+                env: env.to_owned(),
+                problem: problem.to_string(),
+            })?;
             let env_file = config_dir.join(format!("{env}.yaml"));
             if present(&env_file)? {
                 files.push(env_file);

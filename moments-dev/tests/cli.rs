@@ -823,4 +823,16 @@ fn a_config_path_that_is_not_a_file_is_refused_at_once() {
         "{}",
         stderr_of(&output)
     );
+
+    // --config-env names a file in config/app/, never a path out of it.
+    let output = repo
+        .cmd(&["dev", "manifest", "--config-env", "../../etc/passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("config env \"../../etc/passwd\" is not a name"),
+        "{}",
+        stderr_of(&output)
+    );
 }

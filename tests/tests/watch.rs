@@ -189,10 +189,13 @@ fn a_failed_validation_under_watch_changes_nothing() {
         );
         std::thread::sleep(Duration::from_millis(25));
     }
+    let rejection = last_rebuild(&repo);
     assert!(
-        last_rebuild(&repo).contains("consistency.identity-port"),
-        "{}",
-        last_rebuild(&repo)
+        rejection.contains("consistency.identity-port")
+            && rejection.contains("nothing was changed")
+            && !rejection.contains("--skip-validate")
+            && !rejection.contains("nothing was started"),
+        "advice that fits a running environment: {rejection}"
     );
     assert_eq!((repo.pid_of("backend"), repo.pid_of("web")), pids);
     assert!(repo.devctl(&["down"]).status.success());

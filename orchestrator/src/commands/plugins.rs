@@ -95,15 +95,15 @@ pub async fn list(repo: &Repository, json: bool, format: Format) -> Result<u8> {
         );
     }
     let list = |row: &Value, key: &str| {
-        row[key]
+        let names: Vec<&str> = row[key]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.join(", ")
+        }
     };
     for row in &rows {
         let id = row["id"].as_str().unwrap_or("");

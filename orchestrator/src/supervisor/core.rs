@@ -728,7 +728,7 @@ impl Core {
             svc.status = ServiceStatus::Waiting;
             svc.restarts += 1;
         }
-        self.state.generation += 1;
+        // The plan is the same: `generation` counts plans, not restarts.
         self.pending_restart = Some((set, reply));
         self.schedule();
     }
