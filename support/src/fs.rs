@@ -143,6 +143,12 @@ impl PrivateDir {
         self.path.join(name)
     }
 
+    /// This directory as a path through its open handle (`/proc/self/fd/N`):
+    /// whatever is later put in its place, reads through it stay here.
+    pub fn handle(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+
     /// A path to `name` that goes through this directory's open handle
     /// (`/proc/self/fd/N/name`): short enough for a Unix socket whatever the
     /// repo's path, and immune to the directory being swapped for a link.

@@ -177,6 +177,53 @@ fn links_planted_under_devctl_are_refused_and_nothing_is_written_outside() {
     let up = repo.devctl(&["up", "-d"]);
     assert!(up.status.success(), "{}", stderr(&up));
     assert!(!outside.path().join("stolen").exists());
+
+    // Reading back: `logs` and `status` never read through a link put in
+    // the place of `.devctl/logs` (or of a log file) while it runs.
+    std::fs::write(
+        outside.path().join("svc.log"),
+        "2026-11-23T10:00:00.000000Z e FOREIGN-LINE\n",
+    )
+    .unwrap();
+    std::fs::rename(
+        repo.root.join(".devctl/logs"),
+        repo.root.join(".devctl/logs.real"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.root.join(".devctl/logs")).unwrap();
+    let logs = repo.devctl(&["logs"]);
+    assert!(!logs.status.success(), "{}", stdout(&logs));
+    assert!(!stdout(&logs).contains("FOREIGN-LINE"));
+    assert!(
+        stderr(&logs).contains("is a symbolic link"),
+        "{}",
+        stderr(&logs)
+    );
+    let status = repo.devctl(&["status"]);
+    assert!(
+        !stdout(&status).contains("FOREIGN-LINE"),
+        "{}",
+        stdout(&status)
+    );
+    std::fs::remove_file(repo.root.join(".devctl/logs")).unwrap();
+    std::fs::rename(
+        repo.root.join(".devctl/logs.real"),
+        repo.root.join(".devctl/logs"),
+    )
+    .unwrap();
+    std::fs::remove_file(repo.root.join(".devctl/logs/svc.log")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("svc.log"),
+        repo.root.join(".devctl/logs/svc.log"),
+    )
+    .unwrap();
+    let logs = repo.devctl(&["logs"]);
+    assert!(!stdout(&logs).contains("FOREIGN-LINE"), "{}", stdout(&logs));
+    assert!(
+        stderr(&logs).contains("skipped") && stderr(&logs).contains("svc.log: not a regular file"),
+        "{}",
+        stderr(&logs)
+    );
     assert!(repo.devctl(&["down"]).status.success());
 }
 
