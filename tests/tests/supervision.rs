@@ -246,8 +246,8 @@ fn a_health_check_that_never_passes_fails_up_within_its_timeout() {
 #[test]
 fn on_failure_restarts_a_service_that_dies_after_start_up() {
     let repo = TestRepo::with_fixture(&json!({"name": "flaky", "services": [{
-        "name": "flaky", "cwd": ".", "restart": "on-failure",
-        "command": ["sh", "-c", "echo up; sleep 0.3; exit 1"]
+        "name": "flaky", "cwd": ".", "restart": "on-failure", "settle_ms": 100,
+        "command": ["sh", "-c", "echo up; sleep 1; exit 1"]
     }]}));
     assert!(repo.devctl(&["up", "-d"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
