@@ -409,7 +409,7 @@ fn pid_in(message: &str) -> u32 {
 
 #[test]
 fn processes_that_escape_the_group_or_the_tree_are_found_and_stopped() {
-    for mode in ["shutdown-orphan", "shutdown-double-fork"] {
+    for mode in ["shutdown-orphan", "shutdown-double-fork", "shutdown-no-env"] {
         let report = run(mode);
         fails_exactly(&report, mode, &["shutdown.no-leftovers"], "sleep 300");
         // The suite reports the orphan, then stops it itself.

@@ -52,6 +52,8 @@ streams-undeclared ticks listed in capabilities.streams only -> streams.stream-i
 shutdown-ignore-eof keeps running after stdin closes         -> shutdown.exits-on-eof
 shutdown-orphan    a child in its own session survives it    -> shutdown.no-leftovers
 shutdown-double-fork a double-forked grandchild survives it  -> shutdown.no-leftovers
+shutdown-no-env    the same grandchild, started with an empty environment
+                                                             -> shutdown.no-leftovers
 commands-bad       command.run answers without exit_code     -> commands.hello
 
 For the suite's own limits:
@@ -118,15 +120,18 @@ def spawn_detached():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def double_fork():
-    """A grandchild whose parent exits at once: it leaves the plugin's tree."""
+def double_fork(env=None):
+    """A grandchild whose parent exits at once: it leaves the plugin's tree
+    (with env={}, it also loses every mark in its environment)."""
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            os.execvp("sleep", ["sleep", "300"])
+            if env is None:
+                os.execvp("sleep", ["sleep", "300"])
+            os.execve("/bin/sleep", ["sleep", "300"], env)
         os._exit(0)
     os.wait()
 
@@ -269,6 +274,8 @@ def main():
         log("child %d" % spawn_detached().pid)
     if MODE == "shutdown-double-fork":
         double_fork()
+    if MODE == "shutdown-no-env":
+        double_fork(env={})
     if MODE == "children":
         helper = subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL)
     if MODE == "response-request":
