@@ -402,3 +402,19 @@ fn completion_scripts_name_the_flags_and_bash_parses_its_own() {
     std::io::Write::write_all(&mut bash.stdin.take().unwrap(), &script).unwrap();
     assert!(bash.wait().unwrap().success(), "bash parses the script");
 }
+
+#[test]
+fn a_selection_that_selects_nothing_is_a_usage_error_not_a_pass() {
+    for args in [
+        &["--only", "timeout.lauch.plan"][..],
+        &["--only", "handshake", "--skip", "handshake"],
+    ] {
+        let output = suite(args, "good").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("selected no check") && stderr.contains("handshake.in-time"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
