@@ -260,6 +260,15 @@ fn schema_of_launch_plan() {
 }
 
 #[test]
+fn a_declared_op_answered_unsupported_fails_without_a_repo_too() {
+    verdict(
+        "declared-unsupported",
+        &["schema.launch.plan"],
+        "declared in the handshake",
+    );
+}
+
+#[test]
 fn dry_run_that_writes() {
     verdict(
         "dry-run-writes",

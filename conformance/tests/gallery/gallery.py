@@ -55,6 +55,8 @@ shutdown-double-fork a double-forked grandchild survives it  -> shutdown.no-left
 shutdown-no-env    the same grandchild, started with an empty environment
                                                              -> shutdown.no-leftovers
 commands-bad       command.run answers without exit_code     -> commands.hello
+declared-unsupported launch.plan is declared, answered E_UNSUPPORTED
+                                                             -> schema.launch.plan
 
 For the suite's own limits:
 hang-all           handshakes, then never answers anything (the run must still end)
@@ -147,6 +149,8 @@ def handle(request):
         if MODE == "unknown-op-slow":
             time.sleep(0.8)
         return fail(rid, "E_UNSUPPORTED", "op %r is not supported" % op)
+    if MODE == "declared-unsupported" and op == "launch.plan":
+        return fail(rid, "E_UNSUPPORTED", "not today")
     if MODE in ("slow", "single-instance"):
         time.sleep(0.15)
     if op == "slow":
