@@ -283,6 +283,12 @@ impl Run {
                         "started again for the {family} checks, the plugin gave no handshake: {reason}"
                     ));
                 }
+                HandshakeOutcome::Malformed { error, .. } => {
+                    self.close_with_grace(family, session, Duration::ZERO).await;
+                    return Err(format!(
+                        "started again for the {family} checks, the plugin's handshake did not parse: {error}"
+                    ));
+                }
             }
         }
     }

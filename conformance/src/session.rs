@@ -62,6 +62,19 @@ pub(crate) enum HandshakeOutcome {
         reason: String,
         junk_before: Sample,
     },
+    /// A line that is meant as the handshake (`"type": "handshake"`) but
+    /// does not decode as one.
+    Malformed {
+        error: String,
+        after: Duration,
+        junk_before: Sample,
+    },
+}
+
+/// Whether a line is a JSON object whose `type` is `"handshake"`.
+fn meant_as_handshake(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line)
+        .is_ok_and(|value| value.get("type").and_then(|t| t.as_str()) == Some("handshake"))
 }
 
 /// How the plugin process ended when the session closed.
@@ -174,6 +187,13 @@ impl Session {
                     Ok(Frame::Handshake(handshake)) => {
                         return HandshakeOutcome::Received {
                             handshake,
+                            after: started.elapsed(),
+                            junk_before: junk,
+                        }
+                    }
+                    Err(error) if meant_as_handshake(&line) => {
+                        return HandshakeOutcome::Malformed {
+                            error: error.to_string(),
                             after: started.elapsed(),
                             junk_before: junk,
                         }

@@ -269,6 +269,15 @@ fn a_declared_op_answered_unsupported_fails_without_a_repo_too() {
 }
 
 #[test]
+fn a_handshake_that_does_not_parse_is_named_as_such_not_as_junk() {
+    verdict(
+        "handshake-numeric",
+        &["handshake.valid"],
+        "the handshake does not parse",
+    );
+}
+
+#[test]
 fn dry_run_that_writes() {
     verdict(
         "dry-run-writes",

@@ -68,6 +68,33 @@ pub(crate) async fn run(run: &mut Run) -> std::io::Result<First> {
                 judged_eof: false,
             });
         }
+        HandshakeOutcome::Malformed {
+            error,
+            after,
+            junk_before,
+        } => {
+            first_frame(run, after, &junk_before, true);
+            run.pass(
+                "handshake.in-time",
+                after,
+                format!("a handshake line after {} ms", after.as_millis()),
+            );
+            run.fail(
+                "handshake.valid",
+                after,
+                format!("the handshake does not parse: {error}"),
+                "Send {\"type\":\"handshake\",\"protocol_version\":\"v2\",\"plugin_name\":\"…\",\"capabilities\":{\"ops\":[…]}} (protocol_version is the string \"v2\"), as one line under 64 MiB; see contract/schema/handshake.json.",
+            );
+            for id in ["handshake.version", "handshake.commands-unique"] {
+                run.skip(id, "not judged: the handshake does not parse");
+            }
+            run.close_with_grace("handshake", session, Duration::ZERO)
+                .await;
+            return Ok(First {
+                handshake: None,
+                judged_eof: false,
+            });
+        }
         HandshakeOutcome::Received {
             handshake,
             after,

@@ -55,6 +55,8 @@ shutdown-double-fork a double-forked grandchild survives it  -> shutdown.no-left
 shutdown-no-env    the same grandchild, started with an empty environment
                                                              -> shutdown.no-leftovers
 commands-bad       command.run answers without exit_code     -> commands.hello
+handshake-numeric  protocol_version 2 (a number): the handshake does not parse
+                                                             -> handshake.valid
 declared-unsupported launch.plan is declared, answered E_UNSUPPORTED
                                                              -> schema.launch.plan
 
@@ -268,7 +270,7 @@ def main():
         time.sleep(3600)
     if MODE == "stderr-flood":
         os.write(2, b"e" * (10 * 1024 * 1024) + b"\n")
-    version = "v1" if MODE == "handshake-version" else "v2"
+    version = {"handshake-version": "v1", "handshake-numeric": 2}.get(MODE, "v2")
     send({"type": "handshake", "protocol_version": version, "plugin_name": "gallery-" + MODE,
           "capabilities": {"ops": OPS, "streams": STREAMS,
                            "commands": [{"name": "hello", "help": "says hello"}]}})
