@@ -199,8 +199,11 @@ impl<'a> LightEvent<'a> {
 
 /// The request id of a `"type":"response"` object, if it names one.
 fn response_id(line: &str) -> Option<String> {
-    let serde_json::Value::Object(object) = serde_json::from_str(line).ok()? else {
-        return None;
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_str(line) else {
+        // Not JSON at all (a `NaN`, a response printed over several
+        // lines): the id, if the line names one, still says which request
+        // this was meant to answer.
+        return id_in_text(line);
     };
     if object.get("type").and_then(|t| t.as_str()) != Some("response") {
         return None;
@@ -210,6 +213,17 @@ fn response_id(line: &str) -> Option<String> {
         .and_then(|id| id.as_str())
         .filter(|id| !id.is_empty())
         .map(str::to_owned)
+}
+
+/// The string after `"request_id":` in a line that is not JSON.
+fn id_in_text(line: &str) -> Option<String> {
+    let at = line.find("\"request_id\"")? + "\"request_id\"".len();
+    let rest = line[at..].trim_start().strip_prefix(':')?.trim_start();
+    let id: String = serde_json::Deserializer::from_str(rest)
+        .into_iter::<String>()
+        .next()?
+        .ok()?;
+    (!id.is_empty()).then_some(id)
 }
 
 /// A JSON object with `"type": "response"` whose request id is missing,

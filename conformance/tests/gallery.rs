@@ -208,20 +208,18 @@ fn response_sent_twice() {
 
 #[test]
 fn a_response_hosts_cannot_read_fails_stdout_only() {
-    let report = run("response-malformed");
-    fails_exactly(
-        &report,
-        "response-malformed",
-        &["stdout.frames-only"],
-        "yes",
-    );
-    let timeout = report.check("timeout.launch.plan").expect("reported");
-    assert_eq!(timeout.status, Status::Skip, "{}", report.human());
-    assert!(
-        timeout.message.contains("stdout.frames-only"),
-        "{}",
-        timeout.message
-    );
+    // Valid JSON of the wrong shape, and not JSON at all (a NaN).
+    for (mode, reason) in [("response-malformed", "yes"), ("response-nan", "NaN")] {
+        let report = run(mode);
+        fails_exactly(&report, mode, &["stdout.frames-only"], reason);
+        let timeout = report.check("timeout.launch.plan").expect("reported");
+        assert_eq!(timeout.status, Status::Skip, "{mode}: {}", report.human());
+        assert!(
+            timeout.message.contains("stdout.frames-only"),
+            "{mode}: {}",
+            timeout.message
+        );
+    }
 }
 
 #[test]

@@ -55,6 +55,7 @@ shutdown-double-fork a double-forked grandchild survives it  -> shutdown.no-left
 shutdown-no-env    the same grandchild, started with an empty environment
                                                              -> shutdown.no-leftovers
 commands-bad       command.run answers without exit_code     -> commands.hello
+response-nan       answers launch.plan with a NaN (not JSON)  -> stdout.frames-only
 handshake-numeric  protocol_version 2 (a number): the handshake does not parse
                                                              -> handshake.valid
 declared-unsupported launch.plan is declared, answered E_UNSUPPORTED
@@ -186,6 +187,8 @@ def handle(request):
     if op == "launch.plan":
         if MODE == "response-malformed":
             return respond(rid, {"ok": "yes", "output": {"services": []}})
+        if MODE == "response-nan":
+            return ok(rid, {"services": [], "weight": float("nan")})
         if MODE == "schema-bad":
             return ok(rid, {"services": "none"})
         where = os.getcwd() if MODE == "repo-root-cwd" else repo
