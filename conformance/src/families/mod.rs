@@ -77,8 +77,17 @@ pub(crate) fn output_shape(op: &str, output: &Value) -> Option<Result<(), String
                 clip(&output.to_string(), 120)
             ));
         }
-        serde_json::from_value(output.clone())
-            .map_err(|err| format!("the output does not match the contract: {err}"))
+        // The path to the wrong field (`services[0].health.port`) is what
+        // an author needs to fix it.
+        serde_path_to_error::deserialize(output.clone()).map_err(|err| {
+            let path = err.path().to_string();
+            let err = err.into_inner();
+            if path == "." {
+                format!("the output does not match the contract: {err}")
+            } else {
+                format!("the output does not match the contract at {path}: {err}")
+            }
+        })
     }
     Some(match op {
         CONFIG_MUTATE => parse::<ConfigMutateOutput>(output, "config_patch").map(drop),
