@@ -98,7 +98,7 @@ impl Record {
     /// (a file written by something else, or garbage).
     pub fn parse(line: &[u8]) -> Option<Record> {
         let time = line.get(..TIME_LEN)?;
-        if time.get(10) != Some(&b'T') || time.last() != Some(&b'Z') {
+        if !is_timestamp(time) {
             return None;
         }
         let rest = line.get(TIME_LEN..)?;
@@ -122,9 +122,46 @@ impl Record {
     }
 }
 
+/// Whether `time` is a timestamp as [`timestamp`] writes it
+/// (`2026-11-23T14:27:38.123456Z`, fields in range): anything else would
+/// sort wrongly against real ones and slip through `--since`.
+fn is_timestamp(time: &[u8]) -> bool {
+    let shape = b"dddd-dd-ddTdd:dd:dd.ddddddZ";
+    if time.len() != shape.len()
+        || !time.iter().zip(shape).all(|(byte, want)| match want {
+            b'd' => byte.is_ascii_digit(),
+            other => byte == other,
+        })
+    {
+        return false;
+    }
+    let number = |at: usize| u32::from(time[at] - b'0') * 10 + u32::from(time[at + 1] - b'0');
+    (1..=12).contains(&number(5))
+        && (1..=31).contains(&number(8))
+        && number(11) < 24
+        && number(14) < 60
+        && number(17) < 61
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn impossible_times_are_not_records() {
+        assert!(Record::parse(b"2026-11-23T14:27:38.123456Z o ok").is_some());
+        for line in [
+            &b"2026-13-45T99:99:99.000000Z o bad date"[..],
+            b"2026-11-23T14:27:38.12345xZ o bad digit",
+            b"2026-11-23 14:27:38.123456Z o no T",
+        ] {
+            assert!(
+                Record::parse(line).is_none(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+    }
 
     #[test]
     fn a_time_before_1970_is_written_as_the_epoch() {
