@@ -282,14 +282,23 @@ fn a_foreground_up_watch_reports_each_rebuild_and_stops_on_ctrl_c() {
         .current_dir(&repo.root)
         .env("PATH", path)
         .args(["up", "--watch"])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Progress is on stderr; the merged log stream (a rebuild's line is
+    // devctl's own record in it) on stdout.
     let (tx, rx) = mpsc::channel();
     let stderr = child.stderr.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let to_stderr = tx.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = to_stderr.send(line);
+        }
+    });
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
