@@ -1161,8 +1161,5 @@ fn watched_globs(planned: &Planned) -> Vec<String> {
 
 /// The next batch of changed config files, or never without a watcher.
 async fn next_change(watcher: &mut Option<crate::watch::Watcher>) -> Vec<String> {
-    match watcher {
-        Some(watcher) => watcher.next_batch(crate::watch::DEBOUNCE).await,
-        None => std::future::pending().await,
-    }
+    crate::watch::next_batch(watcher, crate::watch::DEBOUNCE).await
 }

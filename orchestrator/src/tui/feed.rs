@@ -1,0 +1,126 @@
+//! Where the TUI's data comes from — the engine's API, nothing of its own:
+//! the environment through [`Environment::observe`] (state file, lock,
+//! control socket), logs through [`crate::logs`] (read from the end of the
+//! files, then followed as they grow), so a 1 GB log opens as fast as an
+//! empty one.
+
+use std::path::{Path, PathBuf};
+
+use crate::environment::Environment;
+use crate::logs::{sources, tail_where, Follower, Mark, Record, Source, Stream};
+use crate::state::now_ms;
+
+use super::app::{LogLine, Snapshot};
+
+/// The environment now.
+pub async fn observe(environment: &Environment) -> Snapshot {
+    let observed = environment.observe().await;
+    let alive = observed
+        .state
+        .iter()
+        .flat_map(|s| &s.services)
+        .map(|s| s.alive())
+        .collect();
+    Snapshot {
+        supervisor: observed.supervisor,
+        state: observed.state,
+        alive,
+        damaged: observed.damaged,
+        orphans: observed.orphans.len(),
+        now_ms: now_ms(),
+    }
+}
+
+/// Some logs, followed: what they gain since they were opened.
+pub struct LogFeed {
+    dir: PathBuf,
+    /// The services (in order) whose logs this follows; empty for "all".
+    order: Vec<String>,
+    all: bool,
+    keep: fn(&Record) -> bool,
+    follower: Follower,
+    /// The label of each source the follower reads, by its index.
+    labels: Vec<String>,
+    polls: u32,
+}
+
+fn everything(_: &Record) -> bool {
+    true
+}
+
+fn lifecycle(record: &Record) -> bool {
+    record.stream == Stream::Devctl
+}
+
+impl LogFeed {
+    /// One service's log: its last `n` lines, and a feed of what comes.
+    pub fn service(dir: &Path, service: &str, n: usize) -> (LogFeed, Vec<LogLine>) {
+        let order = vec![service.to_owned()];
+        let chosen: Vec<Source> = sources(dir, &order)
+            .into_iter()
+            .filter(|s| s.label == service)
+            .collect();
+        LogFeed::open(dir, order, false, chosen, n, everything)
+    }
+
+    /// devctl's lifecycle lines about every service, and its own (re-plans,
+    /// failures): the last `n` of each, and a feed of what comes.
+    pub fn events(dir: &Path, order: &[String], n: usize) -> (LogFeed, Vec<LogLine>) {
+        let all = sources(dir, order);
+        LogFeed::open(dir, order.to_vec(), true, all, n, lifecycle)
+    }
+
+    fn open(
+        dir: &Path,
+        order: Vec<String>,
+        all: bool,
+        chosen: Vec<Source>,
+        n: usize,
+        keep: fn(&Record) -> bool,
+    ) -> (LogFeed, Vec<LogLine>) {
+        let mark = Mark::now(&chosen);
+        let labels: Vec<String> = chosen.iter().map(|s| s.label.clone()).collect();
+        let lines = tail_where(&chosen, n, None, &mark, keep)
+            .into_iter()
+            .map(|(i, r)| LogLine::new(&labels[i], r))
+            .collect();
+        let feed = LogFeed {
+            dir: dir.to_path_buf(),
+            order,
+            all,
+            keep,
+            follower: Follower::new(&chosen, &mark),
+            labels,
+            polls: 0,
+        };
+        (feed, lines)
+    }
+
+    /// What the logs gained since the last poll (a log that appeared since,
+    /// like a service started later, is read from its start).
+    pub fn poll(&mut self) -> Vec<LogLine> {
+        self.polls = self.polls.wrapping_add(1);
+        if self.polls % 10 == 1 {
+            self.find_new_logs();
+        }
+        let keep = self.keep;
+        self.follower
+            .poll()
+            .into_iter()
+            .filter(|(_, r)| keep(r))
+            .map(|(i, r)| {
+                let label = self.labels.get(i).map_or("?", String::as_str);
+                LogLine::new(label, r)
+            })
+            .collect()
+    }
+
+    fn find_new_logs(&mut self) {
+        for source in sources(&self.dir, &self.order) {
+            let wanted = self.all || self.order.contains(&source.label);
+            if wanted && !source.paths.is_empty() && self.follower.watch(&source) {
+                self.labels.push(source.label);
+            }
+        }
+    }
+}

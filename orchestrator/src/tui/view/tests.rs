@@ -1,0 +1,194 @@
+//! The views drawn into ratatui's test backend, compared with the
+//! committed snapshots (`cargo insta review` after an intended change).
+
+use std::path::Path;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use crate::logs::{Record, Stream};
+use crate::state::{Exit, Phase, ServiceState, ServiceStatus, State};
+use crate::tui::app::{App, LogLine, Op, Snapshot, View};
+use crate::tui::press;
+
+const NOW: u64 = 1_800_000_000_000;
+
+fn service(name: &str, status: ServiceStatus, pid: u32, endpoint: &str) -> ServiceState {
+    let mut s = ServiceState::new(name);
+    s.status = status;
+    s.pid = Some(pid);
+    s.started_at_ms = Some(NOW - 83_000);
+    s.endpoint = Some(endpoint.to_owned());
+    s
+}
+
+fn running() -> Snapshot {
+    let mut state = State::new(Path::new("/work/moments"), false);
+    state.supervisor_pid = 4100;
+    state.phase = Phase::Running;
+    state.generation = 2;
+    let backend = service(
+        "backend",
+        ServiceStatus::Ready,
+        4242,
+        "http://127.0.0.1:8083/rpc/v1/health",
+    );
+    let mut web = service("web", ServiceStatus::Restarting, 4300, "localhost:5173");
+    web.restarts = 2;
+    web.exit = Some(Exit {
+        code: Some(1),
+        signal: None,
+    });
+    web.next_restart_at_ms = Some(NOW + 1_500);
+    state.services = vec![backend, web];
+    Snapshot {
+        supervisor: Some(4100),
+        state: Some(state),
+        alive: vec![true, false],
+        damaged: None,
+        orphans: 0,
+        now_ms: NOW,
+    }
+}
+
+fn line(stream: Stream, second: u32, text: &str) -> LogLine {
+    LogLine::new(
+        "backend",
+        Record {
+            time: format!("2026-11-23T14:27:{second:02}.123456Z"),
+            stream,
+            continued: false,
+            text: text.as_bytes().to_vec(),
+        },
+    )
+}
+
+fn app() -> App {
+    let mut app = App::new("/work/moments");
+    app.observed(running());
+    app.pane_opened(
+        "backend",
+        vec![
+            line(Stream::Devctl, 1, "started (pid 4242): python3 server.py"),
+            line(Stream::Stdout, 2, "backend: listening on 127.0.0.1:8083"),
+            line(Stream::Stderr, 3, "warning: using the dev signing key"),
+            line(
+                Stream::Devctl,
+                4,
+                "ready after 120 ms at http://127.0.0.1:8083/rpc/v1/health",
+            ),
+        ],
+    );
+    app
+}
+
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| super::render(f, app)).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..height)
+        .map(|y| {
+            let row: String = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+            row.trim_end().to_owned()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn key(app: &mut App, code: KeyCode) -> Option<Op> {
+    press(app, KeyEvent::new(code, KeyModifiers::NONE))
+}
+
+#[test]
+fn dashboard() {
+    insta::assert_snapshot!(screen(&app(), 100, 16));
+}
+
+#[test]
+fn dashboard_in_a_tiny_terminal() {
+    insta::assert_snapshot!(screen(&app(), 40, 10));
+}
+
+#[test]
+fn dashboard_with_nothing_running() {
+    let mut app = App::new("/work/moments");
+    app.observed(Snapshot {
+        orphans: 1,
+        ..Snapshot::default()
+    });
+    insta::assert_snapshot!(screen(&app, 80, 8));
+}
+
+#[test]
+fn restart_asks_first_and_only_yes_does_it() {
+    let mut app = app();
+    assert_eq!(key(&mut app, KeyCode::Char('j')), None);
+    assert_eq!(key(&mut app, KeyCode::Char('r')), None);
+    insta::assert_snapshot!(screen(&app, 100, 8));
+    // n cancels; r then y restarts the selected service, once.
+    assert_eq!(key(&mut app, KeyCode::Char('n')), None);
+    assert_eq!(app.prompt, None);
+    key(&mut app, KeyCode::Char('r'));
+    assert_eq!(
+        key(&mut app, KeyCode::Char('y')),
+        Some(Op::Restart("web".into()))
+    );
+    assert_eq!(key(&mut app, KeyCode::Char('y')), None);
+    assert!(screen(&app, 100, 8).ends_with("restarting web…"));
+}
+
+#[test]
+fn service_view_filters_and_toggles_streams() {
+    let mut app = app();
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(app.view, View::Service);
+    insta::assert_snapshot!("service_view", screen(&app, 80, 9));
+    key(&mut app, KeyCode::Tab); // stdout only (and devctl's lines)
+    key(&mut app, KeyCode::Char('/'));
+    for c in "listen".chars() {
+        key(&mut app, KeyCode::Char(c));
+    }
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("service_view_filtered", screen(&app, 80, 6));
+    press(
+        &mut app,
+        KeyEvent::new(KeyCode::Char('l'), KeyModifiers::CONTROL),
+    );
+    assert_eq!(app.filter, None);
+    key(&mut app, KeyCode::Esc);
+    assert_eq!(app.view, View::Dashboard);
+}
+
+#[test]
+fn events_view_pauses() {
+    let mut app = app();
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Events);
+    app.events_grew(vec![line(Stream::Devctl, 5, "stopped (pid 4300)")]);
+    key(&mut app, KeyCode::Char('p'));
+    app.events_grew(vec![line(Stream::Devctl, 6, "not shown while paused")]);
+    insta::assert_snapshot!(screen(&app, 80, 6));
+}
+
+#[test]
+fn help_lists_every_key_and_any_key_closes_it() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&app, 80, 20));
+    key(&mut app, KeyCode::Char('z'));
+    assert!(!app.help);
+    // Quitting never asks: the environment keeps running.
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.quit);
+}
+
+#[test]
+fn the_log_pane_stays_bounded() {
+    let mut app = app();
+    for n in 0..(crate::tui::app::PANE_LINES + 10) {
+        app.pane_grew(vec![line(Stream::Stdout, 7, &format!("line {n}"))]);
+    }
+    assert_eq!(app.pane.lines.len(), crate::tui::app::PANE_LINES);
+    assert_eq!(app.pane.dropped, 14);
+}
