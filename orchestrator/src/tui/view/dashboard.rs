@@ -25,12 +25,6 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     let preview = if preview >= PREVIEW + 2 { preview } else { 0 };
     let [table_area, preview_area] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(preview)]).areas(area);
-    let name_width = services
-        .iter()
-        .map(|s| s.name.chars().count())
-        .max()
-        .unwrap_or(4)
-        .clamp(4, 30) as u16;
     if services.is_empty() {
         frame.render_widget(
             Paragraph::new(empty_text(app)).block(Block::default().borders(Borders::ALL)),
@@ -38,24 +32,16 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         );
         return;
     }
-    // A narrow terminal keeps the columns that matter most.
-    let (columns, state_width) = if area.width < 60 { (3, 12) } else { (7, 22) };
-    let rows = services.iter().enumerate().map(|(i, service)| {
-        let alive = app.snapshot.alive.get(i).copied().unwrap_or(false);
-        let mut cells = cells(service, alive, app);
-        cells.1.truncate(columns);
-        Row::new(cells.1).style(Style::default().fg(cells.0))
-    });
-    let mut widths = vec![
-        Constraint::Length(name_width),
-        Constraint::Length(state_width),
-        Constraint::Length(8),
-        Constraint::Length(7),
-        Constraint::Length(8),
-        Constraint::Length(13),
-        Constraint::Fill(1),
-    ];
-    widths.truncate(columns);
+    // A narrow terminal keeps the columns that matter most, narrower.
+    let (columns, widest_cell) = if area.width < 60 { (3, 12) } else { (7, 40) };
+    let all: Vec<(Color, Vec<String>)> = services
+        .iter()
+        .enumerate()
+        .map(|(i, service)| {
+            let alive = app.snapshot.alive.get(i).copied().unwrap_or(false);
+            cells(service, alive, app)
+        })
+        .collect();
     let mut heading = vec![
         "NAME",
         "STATE",
@@ -66,6 +52,28 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
         "URL",
     ];
     heading.truncate(columns);
+    // Each column as wide as its widest cell; the URL takes the rest.
+    let mut widths: Vec<Constraint> = heading
+        .iter()
+        .enumerate()
+        .map(|(c, title)| {
+            let widest = all
+                .iter()
+                .filter_map(|(_, cells)| cells.get(c))
+                .map(|cell| cell.chars().count())
+                .chain([title.len()])
+                .max()
+                .unwrap_or(0);
+            Constraint::Length(widest.min(widest_cell) as u16)
+        })
+        .collect();
+    if columns == 7 {
+        widths[6] = Constraint::Fill(1);
+    }
+    let rows = all.into_iter().map(|(colour, mut cells)| {
+        cells.truncate(columns);
+        Row::new(cells).style(Style::default().fg(colour))
+    });
     let table = Table::new(rows, widths)
         .header(Row::new(heading).style(Style::default().add_modifier(Modifier::BOLD)))
         .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
