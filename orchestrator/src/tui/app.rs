@@ -137,10 +137,28 @@ impl LogLine {
         LogLine {
             time: record.time,
             stream: record.stream,
-            service: service.to_owned(),
-            text: String::from_utf8_lossy(&record.text).into_owned(),
+            service: printable(service.as_bytes()),
+            text: printable(&record.text),
         }
     }
+}
+
+/// A service's bytes as text that cannot drive the terminal: tabs as four
+/// spaces, escape sequences (colours, titles, clears) and other control
+/// characters removed (by a terminal parser, `vte`), any left shown as `�`.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut spaced = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            b'\t' => spaced.extend_from_slice(b"    "),
+            byte => spaced.push(byte),
+        }
+    }
+    let plain = strip_ansi_escapes::strip(&spaced);
+    String::from_utf8_lossy(&plain)
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// The last [`PANE_LINES`] lines of some logs.
@@ -202,7 +220,7 @@ pub struct App {
 impl App {
     pub fn new(root: &str) -> App {
         App {
-            root: root.to_owned(),
+            root: printable(root.as_bytes()),
             view: View::Dashboard,
             snapshot: Snapshot::default(),
             selected: 0,

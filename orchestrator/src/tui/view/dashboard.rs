@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use crate::state::{human_ms, ServiceState};
 
-use super::super::app::App;
+use super::super::app::{printable, App};
 use super::log::line_of;
 
 /// The fewest lines of the selected service worth showing under the table.
@@ -118,7 +118,7 @@ fn cells(service: &ServiceState, alive: bool, app: &App) -> (Color, Vec<String>)
         (true, Some(pid)) => pid.to_string(),
         _ => "-".into(),
     };
-    let cells = vec![
+    let cells = [
         service.name.clone(),
         status,
         pid,
@@ -127,6 +127,8 @@ fn cells(service: &ServiceState, alive: bool, app: &App) -> (Color, Vec<String>)
         service.exit.map_or("-".into(), |e| e.to_string()),
         service.endpoint.clone().unwrap_or_else(|| "-".into()),
     ];
+    // Names and URLs come from a state file, which may be forged.
+    let cells = cells.iter().map(|c| printable(c.as_bytes())).collect();
     (colour, cells)
 }
 
@@ -134,7 +136,10 @@ fn empty_text(app: &App) -> Vec<Line<'static>> {
     let snapshot = &app.snapshot;
     let mut lines = Vec::new();
     if let Some(reason) = &snapshot.damaged {
-        lines.push(Line::from(format!("warning: {reason}")));
+        lines.push(Line::from(format!(
+            "warning: {}",
+            printable(reason.as_bytes())
+        )));
     }
     if snapshot.supervisor.is_some() {
         lines.push(Line::from("the environment is starting (planning)…"));

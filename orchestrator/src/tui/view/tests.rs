@@ -192,3 +192,26 @@ fn the_log_pane_stays_bounded() {
     assert_eq!(app.pane.lines.len(), crate::tui::app::PANE_LINES);
     assert_eq!(app.pane.dropped, 14);
 }
+
+#[test]
+fn a_service_cannot_drive_the_terminal_through_its_output() {
+    let mut app = app();
+    app.pane_grew(vec![line(
+        Stream::Stdout,
+        8,
+        "\x1b[2J\x1b]0;pwned\x07evil\ttab\rcarriage \u{9b}31m",
+    )]);
+    // A forged state file: a service named with escapes.
+    let mut snapshot = running();
+    if let Some(state) = snapshot.state.as_mut() {
+        state.services[1].name = "web\x1b[2J\x07".into();
+    }
+    app.observed(snapshot);
+    let screen = screen(&app, 100, 16);
+    assert!(!screen.contains('\x1b') && !screen.contains('\x07') && !screen.contains('\u{9b}'));
+    assert!(screen.contains("evil    tabcarriage"), "{screen}");
+    assert!(
+        screen.contains("> backend") && screen.contains("  web "),
+        "{screen}"
+    );
+}
