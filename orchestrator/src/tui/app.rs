@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 
+use crate::events::UpEvent;
 use crate::logs::{Record, Stream};
 use crate::state::State;
 
@@ -22,6 +23,10 @@ pub enum View {
     Dashboard,
     Service,
     Events,
+    /// The last plan: phases, steps, validation errors and their fixes.
+    Pipeline,
+    /// Each plugin's handshake and what it printed on stderr.
+    Plugins,
 }
 
 /// Which of a service's streams the service view shows (`tab` cycles).
@@ -211,6 +216,12 @@ pub struct App {
     /// Only lines containing this (service and events views).
     pub filter: Option<String>,
     pub help: bool,
+    /// The supervisor's last run (or re-plan), as it reported it.
+    pub run: Vec<UpEvent>,
+    /// `run` is older than the last observation.
+    pub run_stale: bool,
+    /// Lines scrolled down in the pipeline and plugins views.
+    pub offset: usize,
     /// The operation under way.
     pub busy: Option<Op>,
     pub outcome: Option<Outcome>,
@@ -234,6 +245,9 @@ impl App {
             streams: Streams::Both,
             filter: None,
             help: false,
+            run: Vec::new(),
+            run_stale: true,
+            offset: 0,
             busy: None,
             outcome: None,
             quit: false,
@@ -252,6 +266,7 @@ impl App {
     pub fn observed(&mut self, snapshot: Snapshot) {
         let name = self.selected_service().map(str::to_owned);
         self.snapshot = snapshot;
+        self.run_stale = true;
         let services = self.snapshot.services();
         self.selected = name
             .and_then(|n| services.iter().position(|s| s.name == n))
@@ -264,6 +279,17 @@ impl App {
         self.pane = Pane::default();
         self.pane_service = Some(service.to_owned());
         lines.into_iter().for_each(|l| self.pane.push(l));
+    }
+
+    /// Whether the loop should read the last run's events again.
+    pub fn wants_run(&self) -> bool {
+        self.run_stale && matches!(self.view, View::Pipeline | View::Plugins)
+    }
+
+    /// The last run's events, read back.
+    pub fn run_read(&mut self, events: Vec<UpEvent>) {
+        self.run = events;
+        self.run_stale = false;
     }
 
     /// New lines of the open service's log.
@@ -400,7 +426,7 @@ impl App {
 
     /// Asks about the selected service (the open one in the service view).
     fn ask_about(&mut self, op: fn(String) -> Op) -> Option<Op> {
-        if self.view == View::Events {
+        if !matches!(self.view, View::Dashboard | View::Service) {
             return None;
         }
         if let Some(name) = self.selected_service() {
@@ -411,9 +437,12 @@ impl App {
     }
 
     fn next_view(&mut self) {
+        self.offset = 0;
         match self.view {
             View::Dashboard => self.view = View::Events,
-            View::Events => self.view = View::Dashboard,
+            View::Events => self.view = View::Pipeline,
+            View::Pipeline => self.view = View::Plugins,
+            View::Plugins => self.view = View::Dashboard,
             View::Service => self.streams = self.streams.next(),
         }
     }
@@ -424,9 +453,16 @@ impl App {
                 let last = self.snapshot.services().len().saturating_sub(1);
                 self.selected = self.selected.saturating_add_signed(delta).min(last);
             }
+            View::Pipeline | View::Plugins => {
+                self.offset = self.offset.saturating_add_signed(delta);
+            }
             View::Service | View::Events => {
                 // Up scrolls back in time; at the bottom, following resumes.
-                let len = self.pane.lines.len();
+                let len = if self.view == View::Events {
+                    self.events.lines.len()
+                } else {
+                    self.pane.lines.len()
+                };
                 self.scroll = self.scroll.saturating_add_signed(-delta).min(len);
                 self.follow = self.scroll == 0;
             }

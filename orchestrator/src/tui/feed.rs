@@ -12,8 +12,14 @@ use crate::state::now_ms;
 
 use super::app::{LogLine, Snapshot};
 
-/// The environment now.
-pub async fn observe(environment: &Environment) -> Snapshot {
+/// The environment now. (`.devctl/` may have been created since the
+/// environment was opened: `u` in a repo never run before.)
+pub async fn observe(environment: &mut Environment, root: &Path) -> Snapshot {
+    if environment.dir().is_none() {
+        if let Ok(fresh) = Environment::open(root) {
+            *environment = fresh;
+        }
+    }
     let observed = environment.observe().await;
     let alive = observed
         .state

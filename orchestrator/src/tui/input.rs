@@ -48,7 +48,7 @@ pub enum Mode {
 pub const KEYS: &[(&str, &str)] = &[
     (
         "tab",
-        "next view (service view: stdout+stderr / stdout / stderr)",
+        "next view: dashboard, events, pipeline, plugins (service view: streams)",
     ),
     ("j k ↑ ↓", "select a service / scroll the log"),
     ("enter l", "open the selected service's log"),

@@ -65,10 +65,10 @@ pub async fn run(
     options: Options,
     stop: impl std::future::Future<Output = u8>,
 ) -> Result<u8, TuiError> {
-    let environment = Environment::open(&options.root)?;
+    let mut environment = Environment::open(&options.root)?;
     let logs_dir = options.root.join(".devctl/logs");
     let mut app = App::new(&options.root.display().to_string());
-    app.observed(feed::observe(&environment).await);
+    app.observed(feed::observe(&mut environment, &options.root).await);
     let mut guard = terminal::Guard::enter()?;
     let (key_tx, mut keys) = mpsc::unbounded_channel();
     let _reader = input::spawn_reader(key_tx);
@@ -83,6 +83,10 @@ pub async fn run(
     let mut dirty = true;
     loop {
         feeds.follow_screen(&mut app, &logs_dir);
+        if app.wants_run() {
+            let run = environment.dir().map(crate::events::last_run);
+            app.run_read(run.unwrap_or_default());
+        }
         if dirty {
             guard.screen.draw(|frame| view::render(frame, &app))?;
             dirty = false;
@@ -105,20 +109,20 @@ pub async fn run(
                 }
             }
             _ = crate::watch::next_batch(&mut watcher, Duration::from_millis(10)) => {
-                app.observed(feed::observe(&environment).await);
+                app.observed(feed::observe(&mut environment, &options.root).await);
                 observed_at = Instant::now();
                 dirty = true;
             }
             Some(outcome) = done.recv() => {
                 app.finished(outcome);
-                app.observed(feed::observe(&environment).await);
+                app.observed(feed::observe(&mut environment, &options.root).await);
                 observed_at = Instant::now();
                 dirty = true;
             }
             _ = tick.tick() => {
                 dirty |= feeds.poll(&mut app);
                 if observed_at.elapsed() >= REFRESH {
-                    app.observed(feed::observe(&environment).await);
+                    app.observed(feed::observe(&mut environment, &options.root).await);
                     observed_at = Instant::now();
                     if let Some(watcher) = watcher.as_mut() {
                         // `.devctl/` may have been created since.

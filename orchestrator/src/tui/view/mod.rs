@@ -5,6 +5,7 @@
 
 mod dashboard;
 mod log;
+mod run;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -28,6 +29,8 @@ pub fn render(frame: &mut Frame, app: &App) {
         View::Dashboard => dashboard::render(frame, body, app),
         View::Service => log::service(frame, body, app),
         View::Events => log::events(frame, body, app),
+        View::Pipeline => run::pipeline(frame, body, app),
+        View::Plugins => run::plugins(frame, body, app),
     }
     frame.render_widget(Paragraph::new(footer_line(app)), footer);
     if app.help {
@@ -40,6 +43,8 @@ fn header_line(app: &App) -> Line<'static> {
         View::Dashboard => "dashboard",
         View::Service => "service",
         View::Events => "events",
+        View::Pipeline => "pipeline",
+        View::Plugins => "plugins",
     };
     let bold = Style::default().add_modifier(Modifier::BOLD);
     let mut spans = vec![Span::styled(format!("devctl {view} · "), bold)];
@@ -82,7 +87,9 @@ fn footer_line(app: &App) -> Line<'static> {
     let hints = match app.view {
         View::Dashboard => "tab events · j/k select · enter open · r restart · s stop · x kill · u up · d down · ? help · q quit",
         View::Service => "esc back · tab streams · f follow · / filter · ctrl+l clear · r restart · ? help · q quit",
-        View::Events => "tab dashboard · p pause · / filter · ctrl+l clear · ? help · q quit",
+        View::Events => "tab pipeline · p pause · / filter · ctrl+l clear · ? help · q quit",
+        View::Pipeline => "tab plugins · j/k scroll · ? help · q quit",
+        View::Plugins => "tab dashboard · j/k scroll · ? help · q quit",
     };
     Line::from(Span::styled(hints, Style::default().fg(Color::DarkGray)))
 }

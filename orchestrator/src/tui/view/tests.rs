@@ -215,3 +215,76 @@ fn a_service_cannot_drive_the_terminal_through_its_output() {
         "{screen}"
     );
 }
+
+fn last_run() -> Vec<crate::events::UpEvent> {
+    use crate::events::UpEvent;
+    let phase = |name: &str| UpEvent::Phase { name: name.into() };
+    vec![
+        phase("plugins"),
+        UpEvent::Plugin {
+            id: "moments".into(),
+            name: "moments-dev".into(),
+            ops: vec![
+                "config.mutate".into(),
+                "build.run".into(),
+                "launch.plan".into(),
+            ],
+            streams: vec![],
+            commands: vec!["db-reset".into()],
+        },
+        phase("config"),
+        phase("build"),
+        UpEvent::PluginOutput {
+            plugin: "moments".into(),
+            line: "build backend: running `go build`".into(),
+        },
+        phase("prepare"),
+        phase("validate"),
+        UpEvent::Step {
+            phase: "build".into(),
+            name: "backend".into(),
+            plugin: "moments".into(),
+            ok: true,
+            duration_ms: 1234,
+        },
+        UpEvent::Step {
+            phase: "prepare".into(),
+            name: "jwt-keys".into(),
+            plugin: "moments".into(),
+            ok: false,
+            duration_ms: 12,
+        },
+        UpEvent::Invalid {
+            plugin: "moments".into(),
+            code: "E_PORT_MISMATCH".into(),
+            message: "identity URL port 8082 is not server.port 8083".into(),
+            fix: Some(
+                "set platform.mento-service-identity-base-url to http://localhost:8083".into(),
+            ),
+        },
+        UpEvent::Failed {
+            reason: "validation failed; nothing was started".into(),
+            service: None,
+            exit: None,
+            stderr_tail: vec![],
+        },
+    ]
+}
+
+#[test]
+fn pipeline_and_plugins_views_show_the_last_run() {
+    let mut app = app();
+    for _ in 0..2 {
+        key(&mut app, KeyCode::Tab);
+    }
+    assert_eq!(app.view, View::Pipeline);
+    assert!(app.wants_run(), "the loop is asked to read the last run");
+    app.run_read(last_run());
+    assert!(!app.wants_run());
+    insta::assert_snapshot!("pipeline_view", screen(&app, 90, 12));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Plugins);
+    insta::assert_snapshot!("plugins_view", screen(&app, 90, 11));
+    key(&mut app, KeyCode::Tab);
+    assert_eq!(app.view, View::Dashboard);
+}
