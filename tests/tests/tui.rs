@@ -269,6 +269,19 @@ fn the_environment_stopping_under_it_shows_and_u_brings_it_back() {
         .status
         .success());
     tmux.wait_for("the wide dashboard", |s| s.contains("LAST EXIT"));
+    // tab tab: the run `u` started, its steps and the plugin's handshake.
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the events view", |s| s.starts_with("devctl events"));
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the pipeline's steps", |s| {
+        s.starts_with("devctl pipeline")
+            && s.contains("bootstrap")
+            && s.contains("ready: 2 service(s)")
+    });
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("the plugin's handshake", |s| {
+        s.starts_with("devctl plugins") && s.contains("launch.plan")
+    });
     tmux.keys(&["C-c"]);
     let screen = tmux.wait_for_exit();
     assert!(screen.contains("exit status 0"), "{screen}");
