@@ -166,6 +166,52 @@ pub fn printable(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// How much a lifecycle line matters (events view: `e` hides the lesser).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    /// The level of one of devctl's lifecycle lines (its own wording).
+    pub fn of(text: &str) -> Level {
+        const ERRORS: &[&str] = &[
+            "RESISTED",
+            "while starting",
+            "during start-up",
+            "did not become ready",
+            "rejected",
+            "failed",
+        ];
+        const WARNINGS: &[&str] = &["exited with", "killed (pid", "cancelled", "restarting in"];
+        if ERRORS.iter().any(|e| text.contains(e)) {
+            Level::Error
+        } else if WARNINGS.iter().any(|w| text.contains(w)) {
+            Level::Warn
+        } else {
+            Level::Info
+        }
+    }
+
+    fn next(self) -> Level {
+        match self {
+            Level::Info => Level::Warn,
+            Level::Warn => Level::Error,
+            Level::Error => Level::Info,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}
+
 /// The last [`PANE_LINES`] lines of some logs.
 #[derive(Debug, Clone, Default)]
 pub struct Pane {
@@ -208,6 +254,8 @@ pub struct App {
     pub events: Pane,
     /// The events view stops taking new lines while paused.
     pub paused: bool,
+    /// The events view shows lines of this level and above.
+    pub level: Level,
     /// The service view sticks to the newest line.
     pub follow: bool,
     /// Lines scrolled up from the newest, when not following.
@@ -240,6 +288,7 @@ impl App {
             pane_service: None,
             events: Pane::default(),
             paused: false,
+            level: Level::Info,
             follow: true,
             scroll: 0,
             streams: Streams::Both,
@@ -315,9 +364,13 @@ impl App {
         self.outcome = Some(outcome);
     }
 
-    /// Whether the service view shows `line`.
+    /// Whether the open log view shows `line`.
     pub fn shows(&self, line: &LogLine) -> bool {
-        self.streams.shows(line.stream)
+        let shown = match self.view {
+            View::Events => Level::of(&line.text) >= self.level,
+            _ => self.streams.shows(line.stream),
+        };
+        shown
             && self
                 .filter
                 .as_deref()
@@ -374,6 +427,7 @@ impl App {
                 self.scroll = 0;
             }
             Action::Pause => self.paused = !self.paused,
+            Action::Level => self.level = self.level.next(),
             Action::Filter => self.prompt = Some(Prompt::Filter(String::new())),
             Action::ClearFilter => self.filter = None,
             _ => {}

@@ -10,7 +10,7 @@ use crate::environment::Environment;
 use crate::logs::{sources, tail_where, Follower, Mark, Record, Source, Stream};
 use crate::state::now_ms;
 
-use super::app::{LogLine, Snapshot};
+use super::app::{LogLine, Snapshot, PANE_LINES};
 
 /// The environment now. (`.devctl/` may have been created since the
 /// environment was opened: `u` in a repo never run before.)
@@ -103,17 +103,23 @@ impl LogFeed {
     }
 
     /// What the logs gained since the last poll (a log that appeared since,
-    /// like a service started later, is read from its start).
+    /// like a service started later, is read from its start): at most the
+    /// last [`PANE_LINES`], all a view keeps, so a flood costs no more.
     pub fn poll(&mut self) -> Vec<LogLine> {
         self.polls = self.polls.wrapping_add(1);
         if self.polls % 10 == 1 {
             self.find_new_logs();
         }
         let keep = self.keep;
-        self.follower
+        let mut fresh: Vec<(usize, Record)> = self
+            .follower
             .poll()
             .into_iter()
             .filter(|(_, r)| keep(r))
+            .collect();
+        let flood = fresh.len().saturating_sub(PANE_LINES);
+        fresh
+            .drain(flood..)
             .map(|(i, r)| {
                 let label = self.labels.get(i).map_or("?", String::as_str);
                 LogLine::new(label, r)

@@ -25,6 +25,8 @@ pub enum Action {
     No,
     Follow,
     Pause,
+    /// Events view: the lowest level shown (info, warn, error).
+    Level,
     Filter,
     ClearFilter,
     /// A character of the filter being typed.
@@ -61,6 +63,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/", "filter lines (enter applies, esc cancels)"),
     ("ctrl+l", "clear the filter"),
     ("p", "pause the events view"),
+    ("e", "events view: show info+, warn+ or errors only"),
     ("esc", "back to the dashboard"),
     ("?", "this help"),
     ("q ctrl+c", "quit (the environment keeps running)"),
@@ -112,6 +115,7 @@ fn browse(code: KeyCode) -> Option<Action> {
         KeyCode::Char('d') => Action::EnvDown,
         KeyCode::Char('f') => Action::Follow,
         KeyCode::Char('p') => Action::Pause,
+        KeyCode::Char('e') => Action::Level,
         KeyCode::Char('/') => Action::Filter,
         _ => return None,
     })

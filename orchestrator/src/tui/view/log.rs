@@ -12,7 +12,7 @@ use ratatui::Frame;
 
 use crate::logs::Stream;
 
-use super::super::app::{App, LogLine};
+use super::super::app::{App, Level, LogLine};
 use super::clock;
 
 /// One line: time, the stream's mark (`|` stdout, `!` stderr, `*` devctl,
@@ -33,10 +33,10 @@ pub fn line_of(line: &LogLine) -> Line<'static> {
 }
 
 fn event_of(line: &LogLine) -> Line<'static> {
-    let level = if line.text.contains("fail") || line.text.contains("exited") {
-        Color::Red
-    } else {
-        Color::Reset
+    let level = match Level::of(&line.text) {
+        Level::Error => Color::Red,
+        Level::Warn => Color::Yellow,
+        Level::Info => Color::Reset,
     };
     Line::from(vec![
         Span::styled(
@@ -103,13 +103,12 @@ pub fn events(frame: &mut Frame, area: Rect, app: &App) {
         .into_iter()
         .map(event_of)
         .collect();
-    let what = if app.paused {
-        "lifecycle events · PAUSED (p resumes)"
-    } else {
-        "lifecycle events"
-    };
+    let mut what = format!("lifecycle events · {}+", app.level.name());
+    if app.paused {
+        what.push_str(" · PAUSED (p resumes)");
+    }
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(title(app, what));
+        .title(title(app, &what));
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }

@@ -87,7 +87,7 @@ fn footer_line(app: &App) -> Line<'static> {
     let hints = match app.view {
         View::Dashboard => "tab events · j/k select · enter open · r restart · s stop · x kill · u up · d down · ? help · q quit",
         View::Service => "esc back · tab streams · f follow · / filter · ctrl+l clear · r restart · ? help · q quit",
-        View::Events => "tab pipeline · p pause · / filter · ctrl+l clear · ? help · q quit",
+        View::Events => "tab pipeline · e level · p pause · / filter (text or service) · ctrl+l clear · q quit",
         View::Pipeline => "tab plugins · j/k scroll · ? help · q quit",
         View::Plugins => "tab dashboard · j/k scroll · ? help · q quit",
     };

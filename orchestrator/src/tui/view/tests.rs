@@ -165,10 +165,31 @@ fn events_view_pauses() {
     let mut app = app();
     key(&mut app, KeyCode::Tab);
     assert_eq!(app.view, View::Events);
-    app.events_grew(vec![line(Stream::Devctl, 5, "stopped (pid 4300)")]);
+    app.events_grew(vec![
+        line(Stream::Devctl, 5, "stopped (pid 4300)"),
+        line(
+            Stream::Devctl,
+            6,
+            "exited with exit code 1; restarting in 400 ms",
+        ),
+        line(Stream::Devctl, 7, "exited with exit code 3 while starting"),
+    ]);
     key(&mut app, KeyCode::Char('p'));
-    app.events_grew(vec![line(Stream::Devctl, 6, "not shown while paused")]);
-    insta::assert_snapshot!(screen(&app, 80, 6));
+    app.events_grew(vec![line(Stream::Devctl, 8, "not shown while paused")]);
+    insta::assert_snapshot!(screen(&app, 80, 8));
+    // e: warnings and up, then errors only.
+    key(&mut app, KeyCode::Char('e'));
+    let warnings = screen(&app, 80, 8);
+    assert!(
+        warnings.contains("restarting in") && !warnings.contains("stopped (pid"),
+        "{warnings}"
+    );
+    key(&mut app, KeyCode::Char('e'));
+    let errors = screen(&app, 80, 8);
+    assert!(
+        errors.contains("while starting") && !errors.contains("restarting in"),
+        "{errors}"
+    );
 }
 
 #[test]
@@ -287,4 +308,28 @@ fn pipeline_and_plugins_views_show_the_last_run() {
     insta::assert_snapshot!("plugins_view", screen(&app, 90, 11));
     key(&mut app, KeyCode::Tab);
     assert_eq!(app.view, View::Dashboard);
+}
+
+#[test]
+fn every_view_draws_in_any_size_without_panicking() {
+    let mut app = app();
+    app.run_read(last_run());
+    let views = [
+        View::Dashboard,
+        View::Service,
+        View::Events,
+        View::Pipeline,
+        View::Plugins,
+    ];
+    for view in views {
+        for (help, question) in [(false, false), (true, false), (false, true)] {
+            app.view = view;
+            app.help = help;
+            app.prompt = question.then_some(crate::tui::app::Prompt::Confirm(Op::Down));
+            for (width, height) in [(1, 1), (5, 2), (10, 3), (40, 10), (200, 60)] {
+                let screen = screen(&app, width, height);
+                assert_eq!(screen.lines().count(), usize::from(height), "{view:?}");
+            }
+        }
+    }
 }
