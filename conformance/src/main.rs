@@ -22,6 +22,7 @@ Examples:
   devctl-conformance --repo-root . --junit conformance.xml -- ./target/debug/my-plugin
   devctl-conformance --only handshake --skip robustness -- ./my-plugin
   devctl-conformance --list
+  source <(devctl-conformance --completion bash)
 
 The repo: the plugin always works on a scratch copy (your checkout is never
 touched; .git, target, node_modules and .devctl are left out), and every
@@ -87,10 +88,14 @@ struct Cli {
     /// Print every check id with its severity and the reason for it, and exit.
     #[arg(long)]
     list: bool,
+    /// Print the shell completion script and exit:
+    /// `source <(devctl-conformance --completion bash)`.
+    #[arg(long, value_name = "SHELL")]
+    completion: Option<clap_complete::Shell>,
     /// The plugin command line, after `--`.
     #[arg(
         last = true,
-        required_unless_present = "list",
+        required_unless_present_any = ["list", "completion"],
         value_name = "PLUGIN_ARGV"
     )]
     plugin: Vec<String>,
@@ -118,6 +123,16 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(shell) = cli.completion {
+        use clap::CommandFactory;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "devctl-conformance",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     if cli.list {
         print!("{}", listing());
         return ExitCode::SUCCESS;

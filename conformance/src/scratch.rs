@@ -189,12 +189,59 @@ const MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 /// (reading a FIFO would block). Refuses a tree larger than a repo can be
 /// (`--repo-root /` by mistake), and names the path that failed.
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    let device = std::fs::metadata(from)?.dev();
-    let mut budget = (MAX_ENTRIES, MAX_BYTES);
-    copy_dir(from, to, device, &mut budget)
+    let from = from.canonicalize()?;
+    let device = std::fs::metadata(&from)?.dev();
+    let mut copy = Copy {
+        source: from.clone(),
+        dest: to.to_path_buf(),
+        device,
+        budget: (MAX_ENTRIES, MAX_BYTES),
+    };
+    copy_dir(&from, to, &mut copy)
 }
 
-fn copy_dir(from: &Path, to: &Path, device: u64, budget: &mut (u64, u64)) -> std::io::Result<()> {
+/// What one copy keeps track of.
+struct Copy {
+    source: PathBuf,
+    dest: PathBuf,
+    device: u64,
+    budget: (u64, u64),
+}
+
+impl Copy {
+    /// Where a link at `link_path` (in the source) pointing to `target`
+    /// should point in the copy: the same place inside the copy, or `None`
+    /// when it leads out of the repo (the plugin would write through it to
+    /// the user's files, so it is left out).
+    fn relink(&self, link_path: &Path, target: &Path) -> Option<PathBuf> {
+        let base = link_path.parent()?;
+        let lexical = normalize(&base.join(target));
+        let inside = lexical.strip_prefix(&self.source).ok()?;
+        Some(if target.is_absolute() {
+            self.dest.join(inside)
+        } else {
+            target.to_path_buf()
+        })
+    }
+}
+
+/// `a/b/../c` → `a/c`, without asking the file system.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn copy_dir(from: &Path, to: &Path, copy: &mut Copy) -> std::io::Result<()> {
     let context = |path: &Path| {
         let path = path.display().to_string();
         move |err: std::io::Error| std::io::Error::new(err.kind(), format!("{path}: {err}"))
@@ -207,12 +254,12 @@ fn copy_dir(from: &Path, to: &Path, device: u64, budget: &mut (u64, u64)) -> std
             continue;
         }
         let meta = std::fs::symlink_metadata(&path).map_err(context(&path))?;
-        if meta.dev() != device {
+        if meta.dev() != copy.device {
             continue;
         }
-        budget.0 = budget.0.saturating_sub(1);
-        budget.1 = budget.1.saturating_sub(meta.len());
-        if budget.0 == 0 || budget.1 == 0 {
+        copy.budget.0 = copy.budget.0.saturating_sub(1);
+        copy.budget.1 = copy.budget.1.saturating_sub(meta.len());
+        if copy.budget.0 == 0 || copy.budget.1 == 0 {
             return Err(std::io::Error::other(format!(
                 "it holds more than {MAX_ENTRIES} entries or {} GiB (stopped at {}); pass the plugin's repo, not a whole disk",
                 MAX_BYTES >> 30,
@@ -222,10 +269,12 @@ fn copy_dir(from: &Path, to: &Path, device: u64, budget: &mut (u64, u64)) -> std
         let target = to.join(entry.file_name());
         let kind = meta.file_type();
         if kind.is_dir() {
-            copy_dir(&path, &target, device, budget)?;
+            copy_dir(&path, &target, copy)?;
         } else if kind.is_symlink() {
             let link = std::fs::read_link(&path).map_err(context(&path))?;
-            std::os::unix::fs::symlink(link, &target).map_err(context(&target))?;
+            if let Some(link) = copy.relink(&path, &link) {
+                std::os::unix::fs::symlink(link, &target).map_err(context(&target))?;
+            }
         } else if kind.is_file() {
             std::fs::copy(&path, &target).map_err(context(&path))?;
         }
@@ -286,5 +335,48 @@ mod tests {
             entries: BTreeMap::new(),
         });
         assert_eq!(changed, ["created made-by-plugin"]);
+    }
+
+    #[test]
+    fn links_out_of_the_repo_are_left_out_and_links_inside_point_into_the_copy() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("real.txt"), "yours").unwrap();
+        let source = tempfile::tempdir().unwrap();
+        let src = source.path().canonicalize().unwrap();
+        std::fs::write(src.join("a.txt"), "a").unwrap();
+        std::fs::create_dir(src.join("sub")).unwrap();
+        let link =
+            |target: &Path, name: &str| std::os::unix::fs::symlink(target, src.join(name)).unwrap();
+        link(&outside.path().join("real.txt"), "abs-out");
+        link(outside.path(), "dir-out");
+        link(Path::new("../../../../../../etc/passwd"), "rel-out");
+        link(&src.join("a.txt"), "abs-in");
+        link(Path::new("a.txt"), "rel-in");
+        link(Path::new("sub/../a.txt"), "rel-in-dots");
+        let scratch = Scratch::new(Some(&src)).unwrap();
+        for gone in ["abs-out", "dir-out", "rel-out"] {
+            assert!(
+                std::fs::symlink_metadata(scratch.root.join(gone)).is_err(),
+                "{gone} was copied"
+            );
+        }
+        assert_eq!(
+            std::fs::read_link(scratch.root.join("abs-in")).unwrap(),
+            scratch.root.join("a.txt"),
+            "an absolute link into the repo points into the copy"
+        );
+        for kept in ["rel-in", "rel-in-dots"] {
+            assert_eq!(
+                std::fs::read_to_string(scratch.root.join(kept)).unwrap(),
+                "a"
+            );
+        }
+        // Writing through every link of the copy leaves the user's files be.
+        std::fs::write(scratch.root.join("abs-in"), "changed").unwrap();
+        assert_eq!(std::fs::read_to_string(src.join("a.txt")).unwrap(), "a");
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("real.txt")).unwrap(),
+            "yours"
+        );
     }
 }

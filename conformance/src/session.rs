@@ -21,7 +21,7 @@ use devctl_contract::protocol::{decode_frame, Frame, Handshake, Request, Respons
 use devctl_sdk::host::raw::{RawLine, RawSession};
 use devctl_sdk::host::{
     liveness, process_id, reap_adopted, signal_process, Lineage, Liveness, PluginSpec, ProcessId,
-    Signal,
+    ProcessTable, Signal,
 };
 
 use crate::observe::{clip, Line, Observed, Sample};
@@ -124,6 +124,7 @@ impl Session {
         let (var, value) = lineage.env();
         spec.env.insert(var.to_owned(), value.to_owned());
         let raw = RawSession::start(&spec, Some(cwd), MAX_FRAME_BYTES)?;
+        register_root(raw.pid(), true);
         // Start time 0 if it is already gone: then every marked process is
         // considered, which only costs time.
         let root = process_id(raw.pid()).unwrap_or(ProcessId {
@@ -530,6 +531,41 @@ pub(crate) fn describe_status(status: ExitStatus) -> String {
     }
 }
 
+/// The plugin processes this suite started and still runs (spares too). Any
+/// other child of the suite is a plugin's descendant that left its tree
+/// and was adopted (the suite is a child subreaper): it is ours even when
+/// it cleared its environment and with it the lineage mark.
+static ROOTS: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn register_root(pid: u32, running: bool) {
+    if let Ok(mut roots) = ROOTS.lock() {
+        if running {
+            roots.insert(pid);
+        } else {
+            roots.remove(&pid);
+        }
+    }
+}
+
+/// Processes adopted by the suite that started since `since` (and their
+/// descendants): escaped from a plugin, whichever.
+fn adopted_strays(since: u64) -> Vec<ProcessId> {
+    let Ok(table) = ProcessTable::read() else {
+        return Vec::new();
+    };
+    let roots = ROOTS.lock().map(|r| r.clone()).unwrap_or_default();
+    let mut found = Vec::new();
+    for child in table.children(std::process::id()) {
+        if roots.contains(&child.pid) || child.start_time < since {
+            continue;
+        }
+        found.push(child);
+        found.extend(table.descendants(child.pid));
+    }
+    found
+}
+
 /// Stops every process of a lineage: on close, and on drop (an interrupted
 /// run) if close never happened.
 struct LineageGuard {
@@ -540,7 +576,13 @@ struct LineageGuard {
 
 impl LineageGuard {
     fn members(&self) -> std::io::Result<Vec<ProcessId>> {
-        self.lineage.members(self.root)
+        let mut found = self.lineage.members(self.root)?;
+        for stray in adopted_strays(self.root.start_time) {
+            if !found.contains(&stray) {
+                found.push(stray);
+            }
+        }
+        Ok(found)
     }
 
     /// Processes of the lineage (or of `known`) still alive after `wait`.
@@ -586,6 +628,7 @@ impl LineageGuard {
         for process in &targets {
             signal_process(*process, Signal::SIGKILL);
         }
+        register_root(self.root.pid, false);
         let deadline = Instant::now() + Duration::from_millis(300);
         loop {
             for process in &targets {

@@ -48,6 +48,10 @@ pub enum SuiteError {
     BadOpTimeout(Duration),
     #[error("the suite could not run: {0}")]
     Internal(String),
+    /// `--only`/`--skip` left nothing to judge: a CI gate must not pass
+    /// on a typo.
+    #[error("--only/--skip selected no check of this plugin; its checks: {}", .0.join(", "))]
+    NothingSelected(Vec<String>),
 }
 
 /// The conformance suite for one plugin command.
@@ -216,10 +220,15 @@ impl Suite {
         }
         notes.extend(self.notes(&run));
         let plugin_name = handshake.map(|h| h.plugin_name);
-        let mut checks: Vec<_> = std::mem::take(&mut run.checks)
+        let all = std::mem::take(&mut run.checks);
+        let every_id: Vec<String> = all.iter().map(|check| check.id.clone()).collect();
+        let mut checks: Vec<_> = all
             .into_iter()
             .filter(|check| self.selection.reports(&check.id))
             .collect();
+        if checks.is_empty() && !every_id.is_empty() {
+            return Err(SuiteError::NothingSelected(every_id));
+        }
         // Report order: by family as listed in FAMILIES, then as they ran.
         checks.sort_by_key(|check| FAMILIES.iter().position(|f| *f == check.family));
         let facts = RunFacts {

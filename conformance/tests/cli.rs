@@ -372,3 +372,49 @@ fn a_plugin_that_never_stops_writing_still_gets_its_verdict() {
             "line(s) on stdout before the handshake",
         ));
 }
+
+#[test]
+fn completion_scripts_name_the_flags_and_bash_parses_its_own() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::cargo_bin("devctl-conformance")
+            .unwrap()
+            .args(["--completion", shell])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("timeout-scale") && text.contains("junit"),
+            "{shell}: {text}"
+        );
+    }
+    let script = Command::cargo_bin("devctl-conformance")
+        .unwrap()
+        .args(["--completion", "bash"])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut bash = std::process::Command::new("bash")
+        .args(["-n", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut bash.stdin.take().unwrap(), &script).unwrap();
+    assert!(bash.wait().unwrap().success(), "bash parses the script");
+}
+
+#[test]
+fn a_selection_that_selects_nothing_is_a_usage_error_not_a_pass() {
+    for args in [
+        &["--only", "timeout.lauch.plan"][..],
+        &["--only", "handshake", "--skip", "handshake"],
+    ] {
+        let output = suite(args, "good").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("selected no check") && stderr.contains("handshake.in-time"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -260,6 +260,15 @@ fn schema_of_launch_plan() {
 }
 
 #[test]
+fn a_declared_op_answered_unsupported_fails_without_a_repo_too() {
+    verdict(
+        "declared-unsupported",
+        &["schema.launch.plan"],
+        "declared in the handshake",
+    );
+}
+
+#[test]
 fn dry_run_that_writes() {
     verdict(
         "dry-run-writes",
@@ -409,7 +418,7 @@ fn pid_in(message: &str) -> u32 {
 
 #[test]
 fn processes_that_escape_the_group_or_the_tree_are_found_and_stopped() {
-    for mode in ["shutdown-orphan", "shutdown-double-fork"] {
+    for mode in ["shutdown-orphan", "shutdown-double-fork", "shutdown-no-env"] {
         let report = run(mode);
         fails_exactly(&report, mode, &["shutdown.no-leftovers"], "sleep 300");
         // The suite reports the orphan, then stops it itself.

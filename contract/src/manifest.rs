@@ -55,6 +55,10 @@ pub struct ServiceSpec {
     /// What to do when the service exits after it was ready (default `no`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart: Option<RestartPolicy>,
+    /// Without a health check, the service is ready once it has stayed up
+    /// this long (default 500 ms); exiting sooner fails its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settle_ms: Option<u64>,
 }
 
 /// When a supervisor restarts a service that exited.
@@ -69,7 +73,12 @@ pub enum RestartPolicy {
 }
 
 /// How to tell that a service is ready.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+///
+/// Read leniently, as the Go devctl reads it (its plugins send these): the
+/// type in any case (`"TCP"`), an `http` check's URL in `address`, and a
+/// zero `timeout_ms`/`interval_ms` meaning the default. What is kept is
+/// the canonical form the schema describes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, JsonSchema)]
 pub struct HealthCheckSpec {
     #[serde(rename = "type")]
     pub kind: HealthKind,
@@ -100,6 +109,47 @@ pub enum HealthKind {
     Http,
     Tcp,
     Exec,
+}
+
+impl<'de> Deserialize<'de> for HealthCheckSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(rename = "type")]
+            kind: String,
+            url: Option<String>,
+            address: Option<String>,
+            port: Option<u16>,
+            command: Option<Vec<String>>,
+            timeout_ms: Option<u64>,
+            interval_ms: Option<u64>,
+        }
+        let wire = Wire::deserialize(deserializer)?;
+        let kind = match wire.kind.to_ascii_lowercase().as_str() {
+            "http" => HealthKind::Http,
+            "tcp" => HealthKind::Tcp,
+            "exec" => HealthKind::Exec,
+            _ => {
+                return Err(serde::de::Error::unknown_variant(
+                    &wire.kind,
+                    &["http", "tcp", "exec"],
+                ))
+            }
+        };
+        let (url, address) = match (kind, wire.url, wire.address) {
+            (HealthKind::Http, None, Some(address)) => (Some(address), None),
+            (_, url, address) => (url, address),
+        };
+        Ok(HealthCheckSpec {
+            kind,
+            url,
+            address,
+            port: wire.port,
+            command: wire.command,
+            timeout_ms: wire.timeout_ms.filter(|ms| *ms > 0),
+            interval_ms: wire.interval_ms.filter(|ms| *ms > 0),
+        })
+    }
 }
 
 impl HealthCheckSpec {
@@ -140,6 +190,33 @@ mod tests {
                 .unwrap();
         assert_eq!(spec.kind, HealthKind::Tcp);
         assert_eq!(spec.problem(), None);
+    }
+
+    #[test]
+    fn go_devctl_forms_read_as_the_canonical_check() {
+        let spec: HealthCheckSpec = serde_json::from_str(
+            r#"{"type":"HTTP","address":"http://127.0.0.1:1/h","timeout_ms":0,"interval_ms":0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spec,
+            HealthCheckSpec {
+                kind: HealthKind::Http,
+                url: Some("http://127.0.0.1:1/h".into()),
+                ..HealthCheckSpec::default()
+            }
+        );
+        let tcp: HealthCheckSpec =
+            serde_json::from_str(r#"{"type":"Tcp","address":"127.0.0.1:2"}"#).unwrap();
+        assert_eq!(tcp.kind, HealthKind::Tcp);
+        assert_eq!(tcp.address.as_deref(), Some("127.0.0.1:2"));
+        let unknown = serde_json::from_str::<HealthCheckSpec>(r#"{"type":"grpc"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("grpc") && unknown.contains("tcp"),
+            "{unknown}"
+        );
     }
 
     #[test]

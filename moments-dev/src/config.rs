@@ -92,6 +92,13 @@ pub enum ConfigError {
         path.display()
     )]
     MissingOverride { path: PathBuf },
+    #[error(
+        "{} is not a regular file (it is {kind}); a config file must be YAML text\n  fix: replace it with a YAML file, or remove it",
+        path.display()
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("config env {env:?} is not a name: {problem}\n  fix: pass --config-env with the name of a file in {CONFIG_DIR}/ without .yaml (e.g. development)")]
+    BadEnvName { env: String, problem: String },
     #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -170,14 +177,19 @@ impl LoadedConfig {
         let mut warnings = Vec::new();
 
         let base = config_dir.join("base.yaml");
-        if !base.is_file() {
+        if !present(&base)? {
             return Err(ConfigError::MissingBase { expected: base });
         }
         let mut files = vec![base];
         let env = request.config_env.trim();
         if !env.is_empty() {
+            // It names a file in config/app/: never a path out of it.
+            devctl_contract::names::check_name(env).map_err(|problem| ConfigError::BadEnvName {
+                env: env.to_owned(),
+                problem: problem.to_string(),
+            })?;
             let env_file = config_dir.join(format!("{env}.yaml"));
-            if env_file.is_file() {
+            if present(&env_file)? {
                 files.push(env_file);
             } else {
                 warnings.push(ConfigWarning {
@@ -195,13 +207,13 @@ impl LoadedConfig {
         }
         if env.is_empty() || env == "development" {
             let local = config_dir.join("local.yaml");
-            if local.is_file() {
+            if present(&local)? {
                 files.push(local);
             }
         }
         for path in &request.overrides {
             let path = absolute(&request.cwd, path);
-            if !path.is_file() {
+            if !present(&path)? {
                 return Err(ConfigError::MissingOverride { path });
             }
             files.push(path);
@@ -286,7 +298,7 @@ impl LoadedConfig {
         }
 
         let settings: MomentsSettings =
-            extract(layers.root()).map_err(|err| type_error(err, &request.env_prefix))?;
+            extract(layers.root()).map_err(|err| type_error(err, &request.env_prefix, &table))?;
         Ok(LoadedConfig {
             repo_root,
             config_env: env.to_owned(),
@@ -424,6 +436,41 @@ fn known_envs(config_dir: &Path) -> Vec<String> {
     envs
 }
 
+/// Whether a config file exists: a regular file (through symlinks, which
+/// users make for local.yaml). Anything else in its place (a directory, a
+/// FIFO that would block the read, a device) is an error, never skipped.
+fn present(path: &Path) -> Result<bool, ConfigError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    let kind = if kind.is_file() {
+        return Ok(true);
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a named pipe"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    };
+    Err(ConfigError::NotAFile {
+        path: path.to_path_buf(),
+        kind,
+    })
+}
+
 fn read_yaml(path: &Path, origin: Origin) -> Result<Layer, ConfigError> {
     let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -479,7 +526,7 @@ fn overlay(base: &mut Value, top: Value) {
     }
 }
 
-fn type_error(err: ExtractError, env_prefix: &str) -> ConfigError {
+fn type_error(err: ExtractError, env_prefix: &str, table: &KeyTable) -> ConfigError {
     let key = err.key;
     let origin = err.origin.unwrap_or(Origin::Default);
     let (expected, found) = match err.kind {
@@ -489,11 +536,14 @@ fn type_error(err: ExtractError, env_prefix: &str) -> ConfigError {
     let fix = match &origin {
         Origin::Env(var) => format!("fix or unset {var}"),
         Origin::Flag(flag) => format!("fix the value of {flag}"),
-        Origin::File(file) => format!(
+        // An env var can only set a single value: name one only where it
+        // would be read and could fix the type.
+        Origin::File(file) if table.is_typed_leaf(&key) => format!(
             "correct `{key}` in {} (or override it with {})",
             file.display(),
             env_var_name(env_prefix, &key)
         ),
+        Origin::File(file) => format!("correct `{key}` in {}", file.display()),
         Origin::Default => format!("set `{key}` to {expected}"),
     };
     ConfigError::WrongType(Box::new(WrongType {
@@ -507,12 +557,5 @@ fn type_error(err: ExtractError, env_prefix: &str) -> ConfigError {
 
 /// serde's type names, in words a config author knows.
 fn friendly_type(expected: &str) -> String {
-    match expected {
-        "u16" => "a port number (0 to 65535)".into(),
-        "u32" | "u64" | "usize" => "a non-negative whole number".into(),
-        "i32" | "i64" => "a whole number".into(),
-        "a sequence" => "a list".into(),
-        "a boolean" | "bool" => "true or false".into(),
-        other => other.into(),
-    }
+    devctl_support::yaml::type_in_words(expected)
 }

@@ -113,6 +113,15 @@ impl Layer {
         })
     }
 
+    /// The first key that appears twice among `entries` (sorting them).
+    pub(crate) fn duplicate_key(&self, entries: &mut [Entry]) -> Option<String> {
+        entries.sort_by(|a, b| self.text(a.key).cmp(self.text(b.key)));
+        entries
+            .windows(2)
+            .find(|pair| self.text(pair[0].key) == self.text(pair[1].key))
+            .map(|pair| self.text(pair[0].key).to_owned())
+    }
+
     /// Stores the entries of one map: sorted by key, the last of duplicate
     /// keys kept (as a YAML map read into a dictionary keeps it).
     pub(crate) fn push_map(&mut self, mut entries: Vec<Entry>) -> Result<Span, TooLarge> {

@@ -216,6 +216,12 @@ impl Reader {
         located(&self.at, format!("malformed YAML: {}", message.into()))
     }
 
+    fn duplicate(&self, key: &str) -> YamlError {
+        self.error(format!(
+            "the key {key:?} appears twice in the map that starts here; keep one"
+        ))
+    }
+
     fn too_large(&self, _: TooLarge) -> YamlError {
         self.error("more than 4 GiB of keys and values in one file")
     }
@@ -282,8 +288,16 @@ impl Reader {
                 };
                 let (done, opened) = match frame {
                     Frame::Map {
-                        entries, opened, ..
+                        mut entries,
+                        opened,
+                        ..
                     } => {
+                        // As the Go devctl's YAML reader (and Viper) do: a
+                        // key twice is an error, not a silent last-wins.
+                        if let Some(key) = self.layer.duplicate_key(&mut entries) {
+                            self.at = opened.at;
+                            return Err(self.duplicate(&key));
+                        }
                         let span = self
                             .layer
                             .push_map(entries)
@@ -428,6 +442,9 @@ impl Reader {
                     Done::Node(node) => self.layer.to_json(node),
                 };
                 if let Some(key) = key.take() {
+                    if map.contains_key(&key) {
+                        return Err(self.duplicate(&key));
+                    }
                     map.insert(key, value);
                 }
             }
@@ -586,12 +603,19 @@ mod tests {
 
     #[test]
     fn anchors_aliases_and_duplicates() {
-        let got =
-            read("base: &b {x: 1}\ncopy: *b\nlist: [*b, &s seven, *s]\nk: 1\nk: 2\n").unwrap();
+        let got = read("base: &b {x: 1}\ncopy: *b\nlist: [*b, &s seven, *s]\nk: 1\n").unwrap();
         assert_eq!(
             got,
-            json!({"base": {"x": 1}, "copy": {"x": 1}, "list": [{"x": 1}, "seven", "seven"], "k": 2})
+            json!({"base": {"x": 1}, "copy": {"x": 1}, "list": [{"x": 1}, "seven", "seven"], "k": 1})
         );
+        for text in [
+            "a: 1\nserver:\n  port: 1\n  port: 2\n",
+            "list:\n  - {x: 1, x: 2}\n",
+        ] {
+            let err = read(text).unwrap_err();
+            assert!(err.message.contains("appears twice"), "{err:?}");
+            assert!(err.line >= 2, "{err:?}");
+        }
     }
 
     #[test]

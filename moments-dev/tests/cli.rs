@@ -129,6 +129,21 @@ fn a_wrong_type_names_key_type_and_source() {
         .code(2)
         .stderr(predicate::str::contains("server.port"))
         .stderr(predicate::str::contains("MOMENTS_SERVER_PORT"));
+
+    // A map given a number: no env var can set a map, so none is offered,
+    // and the type is named in words.
+    let repo = RepoCopy::new();
+    repo.write("config/app/local.yaml", "platform: 42\n");
+    let output = repo.cmd(&["dev", "manifest"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("platform: expected a map")
+            && stderr.contains("fix: correct `platform` in config/app/local.yaml")
+            && !stderr.contains("MOMENTS_PLATFORM")
+            && !stderr.contains("struct"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -764,4 +779,60 @@ fn completion_scripts_name_the_commands() {
             "{shell}: {script}"
         );
     }
+}
+
+#[test]
+fn a_config_path_that_is_not_a_file_is_refused_at_once() {
+    let repo = RepoCopy::new();
+    let local = repo.root.join("config/app/local.yaml");
+    let _ = std::fs::remove_file(&local);
+    // A FIFO would block a read forever; a directory was silently skipped.
+    nix::unistd::mkfifo(&local, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // (killed after 10 s if it blocks: the status then has no code)
+    let output = repo
+        .cmd(&["dev", "manifest"])
+        .timeout(std::time::Duration::from_secs(10))
+        .output()
+        .unwrap();
+    let stderr = stderr_of(&output);
+    let status = output.status;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("local.yaml is not a regular file (it is a named pipe)"),
+        "{stderr}"
+    );
+
+    std::fs::remove_file(&local).unwrap();
+    std::fs::create_dir(&local).unwrap();
+    let output = repo.cmd(&["dev", "manifest"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("(it is a directory)"),
+        "{}",
+        stderr_of(&output)
+    );
+    std::fs::remove_dir(&local).unwrap();
+
+    let output = repo
+        .cmd(&["dev", "manifest", "--config-override", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("/dev/zero is not a regular file (it is a device)"),
+        "{}",
+        stderr_of(&output)
+    );
+
+    // --config-env names a file in config/app/, never a path out of it.
+    let output = repo
+        .cmd(&["dev", "manifest", "--config-env", "../../etc/passwd"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("config env \"../../etc/passwd\" is not a name"),
+        "{}",
+        stderr_of(&output)
+    );
 }

@@ -324,16 +324,16 @@ pub struct LogsArgs {
     #[arg(short, long)]
     pub follow: bool,
     /// Only the last N lines of each service (then merged).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub tail: Option<usize>,
     /// Show each line's time (when devctl read it, UTC).
     #[arg(short = 't', long)]
     pub timestamps: bool,
     /// Only lines since then: a duration ago (10m, 1h30m) or a time (2026-11-23T14:00:00Z).
-    #[arg(long, value_name = "WHEN")]
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Only lines until then (same forms as --since).
-    #[arg(long, value_name = "WHEN")]
+    #[arg(long, value_name = "WHEN", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only stderr lines.
     #[arg(long)]

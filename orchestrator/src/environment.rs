@@ -71,6 +71,26 @@ impl Environment {
         self.dir.as_ref()?.lock_holder()
     }
 
+    /// The services a supervisor of this repo runs now (their processes
+    /// checked, not only the state file's word): what `validate.run` is told
+    /// so a running environment's own ports are not "in use".
+    pub fn running_services(&self) -> Vec<String> {
+        let Some(dir) = &self.dir else {
+            return Vec::new();
+        };
+        if dir.lock_holder().is_none() {
+            return Vec::new();
+        }
+        dir.read_state().found().map_or_else(Vec::new, |state| {
+            state
+                .services
+                .iter()
+                .filter(|s| s.alive())
+                .map(|s| s.name.clone())
+                .collect()
+        })
+    }
+
     pub async fn observe(&self) -> Observed {
         let Some(dir) = &self.dir else {
             return Observed {

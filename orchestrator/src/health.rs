@@ -32,6 +32,19 @@ pub fn deadline(check: &HealthCheckSpec) -> Duration {
         .min(MAX_TIMEOUT)
 }
 
+/// How long a service without a health check must stay up to count as
+/// ready, unless its spec says otherwise.
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(500);
+
+/// The settle time of a service without a health check: its `settle_ms`
+/// (default 500 ms), at most a day.
+pub fn settle_time(settle_ms: Option<u64>) -> Duration {
+    settle_ms
+        .map(Duration::from_millis)
+        .unwrap_or(DEFAULT_SETTLE)
+        .min(MAX_TIMEOUT)
+}
+
 /// The longest pause between two probes: its `interval_ms` (default
 /// 250 ms), 10 ms to a day.
 pub fn interval_cap(check: &HealthCheckSpec) -> Duration {

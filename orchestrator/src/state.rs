@@ -241,6 +241,11 @@ impl State {
                 state.repo_root.display()
             )));
         }
+        // Names become log file names: a forged `../x` must not be read.
+        for service in &state.services {
+            devctl_contract::names::check_name(&service.name)
+                .map_err(|problem| StateError(format!("a service name: {problem}")))?;
+        }
         Ok(state)
     }
 
@@ -293,5 +298,9 @@ mod tests {
         assert!(other.0.contains("/repo/a"), "{}", other.0);
         assert!(State::parse(b"{\"version\": 2", Path::new("/repo/a")).is_err());
         assert!(State::parse(b"", Path::new("/repo/a")).is_err());
+        let mut forged = State::new(Path::new("/repo/a"), false);
+        forged.services.push(ServiceState::new("../../etc/passwd"));
+        let err = State::parse(&forged.to_bytes(), Path::new("/repo/a")).unwrap_err();
+        assert!(err.0.contains("a service name"), "{}", err.0);
     }
 }

@@ -116,6 +116,13 @@ pub enum PlanError {
         kind: &'static str,
         problem: NameError,
     },
+    /// A plugin gave a health check that lacks what its type needs.
+    #[error("plugin {plugin}'s service {service}: {problem}\n  fix: the plugin must complete the check (or drop it); disable it with `devctl plugins disable {plugin}` meanwhile")]
+    BadHealth {
+        plugin: String,
+        service: String,
+        problem: String,
+    },
 }
 
 /// Replays `transforms` over `base`, skipping the plugins in `without`.
@@ -133,6 +140,7 @@ pub fn materialize(
     for transform in transforms.iter().filter(|t| !without.contains(&t.plugin)) {
         let plugin = &transform.plugin;
         check_names(transform)?;
+        check_health(transform)?;
         plan.plugins.push(plugin.clone());
         if let Some(patch) = &transform.config_patch {
             apply_patch(&mut plan.config, patch);
@@ -260,6 +268,21 @@ fn check_names(transform: &Transform) -> Result<(), PlanError> {
             kind,
             problem,
         })?;
+    }
+    Ok(())
+}
+
+/// Every health check a plugin gave must have what its type needs: found
+/// when planning, not when the service has already started.
+fn check_health(transform: &Transform) -> Result<(), PlanError> {
+    for service in &transform.services {
+        if let Some(problem) = service.health.as_ref().and_then(|h| h.problem()) {
+            return Err(PlanError::BadHealth {
+                plugin: transform.plugin.clone(),
+                service: service.name.clone(),
+                problem,
+            });
+        }
     }
     Ok(())
 }
@@ -440,6 +463,25 @@ mod tests {
                     ..
                 }
             ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_incomplete_health_check_is_a_plan_error_naming_plugin_and_service() {
+        let mut bad = transforms();
+        bad[1].services[0].health = Some(devctl_contract::manifest::HealthCheckSpec {
+            kind: devctl_contract::manifest::HealthKind::Tcp,
+            ..Default::default()
+        });
+        let name = bad[1].services[0].name.clone();
+        let err = materialize(&json!({}), &bad, &BTreeSet::new(), Strictness::Warn).unwrap_err();
+        assert!(
+            matches!(&err, PlanError::BadHealth { plugin, service, .. } if plugin == "b" && *service == name),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("needs an address or a port"),
             "{err}"
         );
     }

@@ -420,3 +420,46 @@ fn a_slow_provider_still_provides_its_command() {
         .success()
         .stdout(predicate::str::contains("hello"));
 }
+
+#[test]
+fn a_config_that_is_no_regular_utf8_file_is_refused_at_once() {
+    let repo = Repo::with(&[]);
+    let config = repo.root.join(".devctl.yaml");
+    std::fs::remove_file(&config).unwrap();
+    nix::unistd::mkfifo(&config, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // A FIFO would block a read forever (killed after 10 s: no exit code).
+    for args in [&["status"][..], &["plan"]] {
+        let output = repo
+            .devctl(args)
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert!(output.status.code().is_some(), "{args:?} hangs on a FIFO");
+        if args == ["plan"] {
+            assert_eq!(output.status.code(), Some(2));
+            assert!(
+                stderr(&output).contains("not a regular file"),
+                "{}",
+                stderr(&output)
+            );
+        }
+    }
+    let output = repo
+        .devctl(&["--config", "/dev/zero", "plan"])
+        .timeout(std::time::Duration::from_secs(10))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("/dev/zero: not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, b"plugins: []\n# caf\xe9\n").unwrap();
+    let output = repo.devctl(&["plan"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert_eq!(text.matches("not UTF-8").count(), 1, "once: {text}");
+    assert!(text.contains("invalid byte at offset 17"), "{text}");
+}

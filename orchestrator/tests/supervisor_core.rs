@@ -226,6 +226,7 @@ async fn a_restart_takes_the_dependents_and_replies_once_they_are_ready() {
         .until(|e| matches!(e, UpEvent::Ready { .. }).then_some(()))
         .await;
     let before = [driven.pid("db"), driven.pid("api"), driven.pid("other")];
+    let plan = driven.state().generation;
     // The health check reads the file: make the new processes write anew.
     for name in ["db", "api"] {
         std::fs::remove_file(driven.state_dir.root().join(format!("ready.{name}"))).unwrap();
@@ -247,6 +248,7 @@ async fn a_restart_takes_the_dependents_and_replies_once_they_are_ready() {
     assert_ne!(before[1], after[1]);
     assert_eq!(before[2], after[2], "an unrelated service keeps running");
     assert!(!alive(before[0]) && !alive(before[1]));
+    assert_eq!(state.generation, plan, "a restart is not a new plan");
 
     let unknown = driven
         .request(Request::Restart {

@@ -143,6 +143,12 @@ impl PrivateDir {
         self.path.join(name)
     }
 
+    /// This directory as a path through its open handle (`/proc/self/fd/N`):
+    /// whatever is later put in its place, reads through it stay here.
+    pub fn handle(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
+    }
+
     /// A path to `name` that goes through this directory's open handle
     /// (`/proc/self/fd/N/name`): short enough for a Unix socket whatever the
     /// repo's path, and immune to the directory being swapped for a link.
@@ -250,6 +256,21 @@ impl AsFd for PrivateDir {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// Opens `path` for reading if it is a regular file that is not a symlink;
+/// `None` when it does not exist. A FIFO or a device in its place is an
+/// error, never a read that blocks forever.
+pub fn open_regular(path: &Path) -> Result<Option<File>, FsError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let fd = match openat(AT_FDCWD, path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(errno) => return Err(FsError::from_open("open", path, errno)),
+    };
+    require_regular(&fd, path)?;
+    clear_nonblock(&fd, path)?;
+    Ok(Some(File::from(fd)))
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a

@@ -23,6 +23,11 @@ impl YamlError {
             Some(cut) => message[..cut].to_owned(),
             None => message,
         };
+        // "…, expected i64" → "…, expected a whole number".
+        let message = match message.rsplit_once(", expected ") {
+            Some((head, expected)) => format!("{head}, expected {}", type_in_words(expected)),
+            None => message,
+        };
         YamlError {
             line,
             column,
@@ -54,6 +59,24 @@ impl YamlError {
         ]
         .iter()
         .any(|kind| self.message.contains(kind))
+    }
+}
+
+/// A type as serde names it ("i64", "struct RawFile", "a sequence"), in
+/// the words of someone who writes the config.
+pub fn type_in_words(expected: &str) -> String {
+    match expected {
+        "u16" => "a port number (0 to 65535)".into(),
+        "u8" | "u32" | "u64" | "usize" => "a non-negative whole number".into(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "f32" | "f64" => "a number".into(),
+        "a sequence" => "a list".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" | "string" => "text".into(),
+        other if other.starts_with("struct ") || other.starts_with("a map") => {
+            "a map (`key: value` lines indented under it)".into()
+        }
+        other => other.into(),
     }
 }
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use e2e::TestRepo;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
@@ -303,4 +303,86 @@ fn a_newcomer_meets_no_wrong_hint() {
         stdout(&up)
     );
     assert!(repo.devctl(&["down"]).status.success());
+}
+
+#[test]
+fn completion_leaves_out_plugin_commands_no_shell_can_complete() {
+    let repo = TestRepo::with_fixture(&json!({
+        "name": "oddnames",
+        "commands": [
+            {"name": "two words", "help": "spaces"},
+            {"name": "--flaglike", "help": "a flag"},
+            {"name": "fine-one", "help": "a good one"}
+        ]
+    }));
+    let output = repo.devctl(&["completion", "bash"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let script = stdout(&output);
+    assert!(script.contains("fine-one"), "{script}");
+    assert!(!script.contains("two words"), "{script}");
+    let warning = stderr(&output);
+    assert!(
+        warning.contains("two words") && warning.contains("--flaglike"),
+        "{warning}"
+    );
+}
+
+#[test]
+fn health_checks_written_the_go_way_are_understood() {
+    let http = e2e::free_port();
+    let tcp = e2e::free_port();
+    let server = |port: u16| {
+        json!([
+            "python3",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            port.to_string()
+        ])
+    };
+    let repo = TestRepo::with_fixture(&json!({"name": "goish", "services": [
+        {"name": "web", "cwd": ".", "command": server(http),
+         "health": {"type": "HTTP", "address": format!("http://127.0.0.1:{http}/"), "timeout_ms": 0}},
+        {"name": "db", "cwd": ".", "command": server(tcp),
+         "health": {"type": "Tcp", "address": format!("127.0.0.1:{tcp}"), "timeout_ms": 0}}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let status = repo.status();
+    for service in status["services"].as_array().unwrap() {
+        assert_eq!(service["ready"], true, "{service}");
+    }
+    assert!(repo.devctl(&["down"]).status.success());
+
+    // A check missing what its type needs is refused when planning.
+    let broken = TestRepo::with_fixture(&json!({"name": "goish", "services": [
+        {"name": "web", "cwd": ".", "command": ["sleep", "60"], "health": {"type": "tcp"}}
+    ]}));
+    let plan = broken.devctl(&["plan"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    assert!(
+        stderr(&plan)
+            .contains("plugin fixture's service web: tcp health check needs an address or a port"),
+        "{}",
+        stderr(&plan)
+    );
+}
+
+#[test]
+fn plan_in_the_go_format_calls_only_what_the_go_devctl_calls() {
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let repo = TestRepo::with_fixture(&json!({
+        "name": "steps",
+        "build": [{"name": "compile", "ok": true}],
+        "prepare": [{"name": "keys", "ok": true}],
+        "valid": true,
+        "services": [{"name": "svc", "cwd": ".", "command": ["sleep", "60"]}],
+        "record": record.path()
+    }));
+    let plan = repo.devctl(&["plan", "--format", "go"]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let ops = std::fs::read_to_string(record.path()).unwrap();
+    let ops: Vec<&str> = ops.lines().collect();
+    assert_eq!(ops, ["config.mutate", "launch.plan"]);
 }

@@ -179,3 +179,70 @@ fn odd_output_is_kept_and_logs_rotate_by_size() {
     assert_eq!(numbers.last(), Some(&2999));
     assert!(repo.devctl(&["down"]).status.success());
 }
+
+#[test]
+fn windows_hold_for_followed_and_out_of_order_lines_and_a_gone_reader_ends_f() {
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        service("quiet", "echo hello; exec sleep 600")
+    ]}));
+    assert!(repo.devctl(&["up", "-d"]).status.success());
+    wait_logs(&repo, &[], "hello");
+
+    // A reader that goes away ends `-f` at once, though no line comes.
+    let mut follow = repo
+        .command(&["logs", "-f"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(follow.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // (the reader is dropped here: the pipe is closed)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while follow.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "logs -f outlived its reader");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // --since applies to what is followed too.
+    let mut future = repo
+        .command(&["logs", "-f", "--since", "2099-01-01T00:00:00Z"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = future.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut BufReader::new(out), &mut text).unwrap();
+        text
+    });
+    // A line after it started: made by the restart below.
+    let pid = repo.pid_of("quiet");
+    assert!(repo.devctl(&["restart", "quiet"]).status.success());
+    assert_ne!(repo.pid_of("quiet"), pid);
+    assert!(repo.devctl(&["down"]).status.success());
+    assert!(future.wait().unwrap().success());
+    let shown = reader.join().unwrap();
+    assert!(shown.is_empty(), "lines before --since: {shown}");
+
+    // A clock stepped back: the earlier times after a later one are still
+    // in an --until window.
+    let log = repo.root.join(".devctl/logs/quiet.log");
+    std::fs::write(
+        &log,
+        "2026-11-23T10:00:05.000000Z o five\n2026-11-23T10:00:01.000000Z o one\n2026-11-23T10:00:03.000000Z o three\n",
+    )
+    .unwrap();
+    let window = repo.devctl(&[
+        "logs",
+        "--no-prefix",
+        "--since",
+        "2026-11-23T10:00:00Z",
+        "--until",
+        "2026-11-23T10:00:04Z",
+    ]);
+    assert_eq!(stdout(&window), "one\nthree\n", "{}", stderr(&window));
+}

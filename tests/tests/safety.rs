@@ -177,6 +177,53 @@ fn links_planted_under_devctl_are_refused_and_nothing_is_written_outside() {
     let up = repo.devctl(&["up", "-d"]);
     assert!(up.status.success(), "{}", stderr(&up));
     assert!(!outside.path().join("stolen").exists());
+
+    // Reading back: `logs` and `status` never read through a link put in
+    // the place of `.devctl/logs` (or of a log file) while it runs.
+    std::fs::write(
+        outside.path().join("svc.log"),
+        "2026-11-23T10:00:00.000000Z e FOREIGN-LINE\n",
+    )
+    .unwrap();
+    std::fs::rename(
+        repo.root.join(".devctl/logs"),
+        repo.root.join(".devctl/logs.real"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(outside.path(), repo.root.join(".devctl/logs")).unwrap();
+    let logs = repo.devctl(&["logs"]);
+    assert!(!logs.status.success(), "{}", stdout(&logs));
+    assert!(!stdout(&logs).contains("FOREIGN-LINE"));
+    assert!(
+        stderr(&logs).contains("is a symbolic link"),
+        "{}",
+        stderr(&logs)
+    );
+    let status = repo.devctl(&["status"]);
+    assert!(
+        !stdout(&status).contains("FOREIGN-LINE"),
+        "{}",
+        stdout(&status)
+    );
+    std::fs::remove_file(repo.root.join(".devctl/logs")).unwrap();
+    std::fs::rename(
+        repo.root.join(".devctl/logs.real"),
+        repo.root.join(".devctl/logs"),
+    )
+    .unwrap();
+    std::fs::remove_file(repo.root.join(".devctl/logs/svc.log")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("svc.log"),
+        repo.root.join(".devctl/logs/svc.log"),
+    )
+    .unwrap();
+    let logs = repo.devctl(&["logs"]);
+    assert!(!stdout(&logs).contains("FOREIGN-LINE"), "{}", stdout(&logs));
+    assert!(
+        stderr(&logs).contains("skipped") && stderr(&logs).contains("svc.log: not a regular file"),
+        "{}",
+        stderr(&logs)
+    );
     assert!(repo.devctl(&["down"]).status.success());
 }
 
@@ -514,4 +561,62 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if pid != std::process::id() && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn plugins_check_stops_its_plugin_and_scratch_copy_on_ctrl_c() {
+    let name = format!("checked{}", std::process::id());
+    let repo = TestRepo::with_fixture(&json!({
+        "name": name, "slow_start_ms": 300, "services": []
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGINT, 130),
+        (nix::sys::signal::Signal::SIGTERM, 143),
+    ] {
+        let mut check = repo
+            .command(&["plugins", "check"])
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // The plugin's command line holds its spec (devctl's does not).
+        while processes_mentioning(&name).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the suite never started the plugin"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(check.id() as i32), signal).unwrap();
+        let status = check.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "{signal}");
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !processes_mentioning(&name).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "{signal}: the plugin outlived the check"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "{signal}: scratch left: {left:?}");
+    }
 }

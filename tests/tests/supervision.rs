@@ -56,6 +56,14 @@ fn up_d_brings_the_example_up_ready_and_down_leaves_nothing() {
             .contains("e2e-public-token"),
         "no secrets in the state file"
     );
+    // Its own services' ports are not "in use" to a plan of the same repo.
+    let plan = repo.devctl(&["plan"]);
+    assert!(
+        plan.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&plan.stdout),
+        stderr(&plan)
+    );
 
     let logs = repo.devctl(&["logs", "backend"]);
     assert!(
@@ -238,8 +246,8 @@ fn a_health_check_that_never_passes_fails_up_within_its_timeout() {
 #[test]
 fn on_failure_restarts_a_service_that_dies_after_start_up() {
     let repo = TestRepo::with_fixture(&json!({"name": "flaky", "services": [{
-        "name": "flaky", "cwd": ".", "restart": "on-failure",
-        "command": ["sh", "-c", "echo up; sleep 0.3; exit 1"]
+        "name": "flaky", "cwd": ".", "restart": "on-failure", "settle_ms": 100,
+        "command": ["sh", "-c", "echo up; sleep 1; exit 1"]
     }]}));
     assert!(repo.devctl(&["up", "-d"]).status.success());
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -283,4 +291,74 @@ fn a_failed_validation_prints_each_error_with_its_fix_and_starts_nothing() {
     );
     assert!(err.contains("nothing was started"), "{err}");
     assert!(repo.leftovers().is_empty());
+}
+
+#[test]
+fn a_service_without_health_check_is_ready_only_once_it_has_settled() {
+    let script = |s: &str| json!(["sh", "-c", s]);
+    // Exits at once: the start fails with its code and stderr.
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        {"name": "quick", "cwd": ".", "command": script("echo no-config >&2; exit 3"), "restart": "always"}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert_eq!(up.status.code(), Some(1), "{}", stderr(&up));
+    let err = stderr(&up);
+    assert!(
+        err.contains("service quick exited during start-up with exit code 3")
+            && err.contains("no-config"),
+        "{err}"
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
+
+    // Stays up past the settle time, then crash-loops: never ready again,
+    // shown as restarting, and `down` stops the supervisor.
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        {"name": "late", "cwd": ".", "command": script("sleep 1; exit 4"), "restart": "always"}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert!(up.status.success(), "{}", stderr(&up));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let service = repo.status()["services"][0].clone();
+        if service["restarts"].as_u64().unwrap_or(0) >= 1 && service["status"] == "restarting" {
+            assert_eq!(service["ready"], false, "{service}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never restarted: {service}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = repo.devctl(&["status"]);
+    assert!(
+        stdout(&text).contains("restarting (") && stdout(&text).contains("next in"),
+        "{}",
+        stdout(&text)
+    );
+    let down = repo.devctl(&["down"]);
+    assert!(down.status.success());
+    assert!(
+        stdout(&down).contains("stopped the supervisor"),
+        "{}",
+        stdout(&down)
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
+
+    // A settle time of its own: the same service that was ready above now
+    // exits before it has settled, and its start fails.
+    let repo = TestRepo::with_fixture(&json!({"name": "f", "services": [
+        {"name": "late", "cwd": ".", "command": script("sleep 1; exit 4"), "settle_ms": 5000}
+    ]}));
+    let up = repo.devctl(&["up", "-d"]);
+    assert_eq!(up.status.code(), Some(1), "{}", stderr(&up));
+    assert!(
+        stderr(&up).contains("service late exited during start-up with exit code 4"),
+        "{}",
+        stderr(&up)
+    );
+    assert!(repo
+        .wait_for_nothing_left(Duration::from_secs(3))
+        .is_empty());
 }

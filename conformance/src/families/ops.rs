@@ -154,7 +154,20 @@ fn schema(run: &mut Run, id: &str, op: &str, response: &Response, took: Duration
     let shape = schema_file(op).unwrap_or("contract/schema/");
     if !response.ok {
         let answered = describe_response(response);
-        if run.has_repo {
+        // "Unsupported" for an op the handshake declares is wrong in any
+        // repo: no need of the real one to judge that.
+        let unsupported = response
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == devctl_contract::ErrorCode::Unsupported);
+        if unsupported {
+            run.fail(
+                id,
+                took,
+                format!("{op} is declared in the handshake but was answered {answered}"),
+                format!("Answer {op} (its output is described in {shape}), or take it out of capabilities.ops: hosts send declared ops and treat E_UNSUPPORTED as an error."),
+            );
+        } else if run.has_repo {
             run.fail(
                 id,
                 took,

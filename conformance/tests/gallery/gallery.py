@@ -52,7 +52,11 @@ streams-undeclared ticks listed in capabilities.streams only -> streams.stream-i
 shutdown-ignore-eof keeps running after stdin closes         -> shutdown.exits-on-eof
 shutdown-orphan    a child in its own session survives it    -> shutdown.no-leftovers
 shutdown-double-fork a double-forked grandchild survives it  -> shutdown.no-leftovers
+shutdown-no-env    the same grandchild, started with an empty environment
+                                                             -> shutdown.no-leftovers
 commands-bad       command.run answers without exit_code     -> commands.hello
+declared-unsupported launch.plan is declared, answered E_UNSUPPORTED
+                                                             -> schema.launch.plan
 
 For the suite's own limits:
 hang-all           handshakes, then never answers anything (the run must still end)
@@ -118,15 +122,18 @@ def spawn_detached():
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def double_fork():
-    """A grandchild whose parent exits at once: it leaves the plugin's tree."""
+def double_fork(env=None):
+    """A grandchild whose parent exits at once: it leaves the plugin's tree
+    (with env={}, it also loses every mark in its environment)."""
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
             devnull = os.open(os.devnull, os.O_RDWR)
             for fd in (0, 1, 2):
                 os.dup2(devnull, fd)
-            os.execvp("sleep", ["sleep", "300"])
+            if env is None:
+                os.execvp("sleep", ["sleep", "300"])
+            os.execve("/bin/sleep", ["sleep", "300"], env)
         os._exit(0)
     os.wait()
 
@@ -142,6 +149,8 @@ def handle(request):
         if MODE == "unknown-op-slow":
             time.sleep(0.8)
         return fail(rid, "E_UNSUPPORTED", "op %r is not supported" % op)
+    if MODE == "declared-unsupported" and op == "launch.plan":
+        return fail(rid, "E_UNSUPPORTED", "not today")
     if MODE in ("slow", "single-instance"):
         time.sleep(0.15)
     if op == "slow":
@@ -269,6 +278,8 @@ def main():
         log("child %d" % spawn_detached().pid)
     if MODE == "shutdown-double-fork":
         double_fork()
+    if MODE == "shutdown-no-env":
+        double_fork(env={})
     if MODE == "children":
         helper = subprocess.Popen(["sleep", "300"], stdin=subprocess.DEVNULL)
     if MODE == "response-request":

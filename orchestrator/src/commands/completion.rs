@@ -20,6 +20,21 @@ pub async fn run(
             if cli.find_subcommand(&spec.name).is_some() {
                 continue;
             }
+            // A shell cannot complete a word with spaces or quotes in it,
+            // and clap refuses such a name outright.
+            if let Err(problem) = devctl_contract::names::check_name(&spec.name) {
+                eprintln!(
+                    "devctl: warning: plugin {plugin}'s command is left out of the completion: {problem}"
+                );
+                continue;
+            }
+            if spec.name.starts_with('-') {
+                eprintln!(
+                    "devctl: warning: plugin {plugin}'s command {:?} is left out of the completion: it looks like a flag",
+                    spec.name
+                );
+                continue;
+            }
             let about = spec
                 .help
                 .clone()

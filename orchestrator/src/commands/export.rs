@@ -35,7 +35,7 @@ pub async fn run(repo: &Repository, args: &ExportArgs) -> Result<u8> {
         .as_deref()
         .map(|output| Target::of(output, format))
         .transpose()?;
-    let plan = super::plan::dry_plan(repo, &args.without).await?;
+    let plan = super::plan::dry_plan(repo, &args.without, &Default::default()).await?;
     if !plan.valid || !plan.failed_steps().is_empty() {
         eprintln!("devctl export: the plan is not valid, so nothing was exported");
         for issue in &plan.errors {

@@ -13,12 +13,14 @@
 //! devctl's own line about the service.
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Result;
 use devctl::environment::Environment;
 use devctl::logs::{history, sources, Follower, Mark, Record, Source, Stream, Window};
+use devctl_support::fs::PrivateDir;
 
 use super::Usage;
 use crate::cli::LogsArgs;
@@ -127,15 +129,30 @@ fn bound(flag: &str, text: &str) -> Result<String, Usage> {
         })
 }
 
+/// `.devctl/logs/`, opened without following links (an error naming the
+/// link if it is one); `None` when there is none yet. Read it through
+/// [`PrivateDir::handle`], never through its path.
+pub fn open_logs(environment: &Environment) -> Result<Option<PrivateDir>> {
+    Ok(match environment.dir() {
+        Some(dir) => dir.existing_logs()?,
+        None => None,
+    })
+}
+
 /// `devctl logs [SVC]… [-f] [-t] [--since T] [--until T] [--tail N] …`.
 pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
     let environment = Environment::open(root)?;
+    let shown_dir = root.join(".devctl/logs");
+    let Some(logs) = open_logs(&environment)? else {
+        eprintln!("no logs yet in {}", shown_dir.display());
+        return Ok(0);
+    };
     let state = environment.observe().await.state;
     let order: Vec<String> = state
         .iter()
         .flat_map(|s| s.services.iter().map(|s| s.name.clone()))
         .collect();
-    let logs_dir = root.join(".devctl/logs");
+    let logs_dir = logs.handle();
     let all = sources(&logs_dir, &order);
     let wanted = args.services();
     for name in &wanted {
@@ -168,6 +185,25 @@ pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
             .map(|t| bound("--until", t))
             .transpose()?,
     };
+    // What cannot be read is said, not silently left out.
+    for path in chosen.iter().flat_map(|s| &s.paths) {
+        let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+        if !regular {
+            let name = path.file_name().unwrap_or_default();
+            eprintln!(
+                "devctl: skipped {}: not a regular file (devctl reads only the files it wrote)",
+                shown_dir.join(name).display()
+            );
+        }
+    }
+    if let (Some(since), Some(until)) = (&window.since, &window.until) {
+        if until < since {
+            return Err(Usage(format!(
+                "--until ({until}) is before --since ({since}): no line can match"
+            ))
+            .into());
+        }
+    }
     let mut printer = Printer::new(&chosen);
     printer.timestamps = args.timestamps;
     printer.prefix = !args.no_prefix;
@@ -176,7 +212,7 @@ pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
         printer.streams = vec![Stream::Stderr];
     }
     if chosen.is_empty() {
-        eprintln!("no logs yet in {}", logs_dir.display());
+        eprintln!("no logs yet in {}", shown_dir.display());
         return Ok(0);
     }
     let mark = Mark::now(&chosen);
@@ -200,19 +236,21 @@ pub async fn run(root: &Path, args: &LogsArgs) -> Result<u8> {
             let _ = code;
             Ok(0)
         }
-        () = follow(&logs_dir, &order, wanted, chosen, mark, printer, stopped) => Ok(0),
+        () = follow(&logs_dir, &order, wanted, chosen, mark, &window, printer, stopped) => Ok(0),
     }
 }
 
 /// Prints what the sources gain until `stop` resolves (then what is left).
 /// New services' logs are picked up as they appear (unless `only` names
 /// which to show).
+#[allow(clippy::too_many_arguments)]
 pub async fn follow(
     dir: &Path,
     order: &[String],
     only: Vec<String>,
     sources_now: Vec<Source>,
     mark: Mark,
+    window: &Window,
     mut printer: Printer,
     stop: impl std::future::Future<Output = ()>,
 ) {
@@ -222,9 +260,14 @@ pub async fn follow(
     let mut ticks: u32 = 0;
     loop {
         for (index, record) in follower.poll() {
-            if !printer.print(index, &record) {
+            if window.contains(&record) && !printer.print(index, &record) {
                 return;
             }
+        }
+        // `logs -f | head -1`: end when nobody reads any more, not at the
+        // next line.
+        if stdout_closed() {
+            return;
         }
         ticks = ticks.wrapping_add(1);
         if ticks % 20 == 0 {
@@ -240,7 +283,7 @@ pub async fn follow(
         tokio::select! {
             () = &mut stop => {
                 for (index, record) in follower.poll() {
-                    if !printer.print(index, &record) {
+                    if window.contains(&record) && !printer.print(index, &record) {
                         return;
                     }
                 }
@@ -251,6 +294,17 @@ pub async fn follow(
     }
 }
 
+/// Whether stdout is a pipe whose reader has gone.
+fn stdout_closed() -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(stdout.as_fd(), PollFlags::POLLOUT)];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP))
+}
+
 /// The foreground `up`: this run's lines so far, then what comes, until
 /// `stop` resolves.
 pub async fn follow_run(
@@ -259,7 +313,14 @@ pub async fn follow_run(
     since: SystemTime,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let dir = root.join(".devctl/logs");
+    let logs = Environment::open(root)
+        .ok()
+        .and_then(|environment| open_logs(&environment).ok().flatten());
+    let Some(logs) = logs else {
+        stop.await;
+        return;
+    };
+    let dir = logs.handle();
     let chosen = sources(&dir, services);
     let window = Window {
         since: Some(devctl::logs::record::timestamp(since)),
@@ -273,6 +334,16 @@ pub async fn follow_run(
         open
     });
     if open {
-        follow(&dir, services, Vec::new(), chosen, mark, printer, stop).await;
+        follow(
+            &dir,
+            services,
+            Vec::new(),
+            chosen,
+            mark,
+            &window,
+            printer,
+            stop,
+        )
+        .await;
     }
 }

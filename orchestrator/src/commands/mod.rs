@@ -81,7 +81,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             plugins::set_enabled(&open(&global, &outer)?, &id, true)
         }
         Command::Plugins(PluginsCommand::Check { id, timeout_scale }) => {
-            plugins::check(&open(&global, &outer)?, id.as_deref(), timeout_scale)
+            let repo = open(&global, &outer)?;
+            interruptible(plugins::check(&repo, id.as_deref(), timeout_scale)).await
         }
         Command::Commands { json, pipeline } => {
             let repo = open(&global, &pipeline.or(&outer))?;

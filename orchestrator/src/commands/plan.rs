@@ -14,7 +14,22 @@ use crate::cli::{Format, PlanArgs};
 
 /// `devctl plan`: exit 0 when the plan is valid, 1 when it is not.
 pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
-    let mut plan = dry_plan(repo, &args.without).await?;
+    let options = match args.format() {
+        // The Go devctl's plan is config.mutate and launch.plan only.
+        Format::Go => PipelineOptions {
+            skip_build: true,
+            skip_prepare: true,
+            skip_validate: true,
+            ..PipelineOptions::default()
+        },
+        _ => PipelineOptions {
+            running: devctl::environment::Environment::open(&repo.root)
+                .map(|environment| environment.running_services())
+                .unwrap_or_default(),
+            ..PipelineOptions::default()
+        },
+    };
+    let mut plan = dry_plan(repo, &args.without, &options).await?;
     if !args.show_secrets {
         redact_plan(&mut plan);
     }
@@ -38,7 +53,11 @@ pub async fn run(repo: &Repository, args: &PlanArgs) -> Result<u8> {
 /// The plan without side effects (build and prepare with `dry_run`), the
 /// plugins in `without` not even started; what plugins said goes to stderr.
 /// Secrets are in it, in clear.
-pub async fn dry_plan(repo: &Repository, without: &[String]) -> Result<Plan> {
+pub async fn dry_plan(
+    repo: &Repository,
+    without: &[String],
+    options: &PipelineOptions,
+) -> Result<Plan> {
     let without: BTreeSet<String> = without.iter().cloned().collect();
     for id in &without {
         if !repo.config.plugins.iter().any(|p| &p.id == id) {
@@ -56,7 +75,7 @@ pub async fn dry_plan(repo: &Repository, without: &[String]) -> Result<Plan> {
     }
     // Plugins left out are not even started: their transforms do not exist.
     let clients = repo.start_all(&without, true).await?;
-    let outcome = pipeline::run(&clients, &PipelineOptions::default(), repo.timeout).await;
+    let outcome = pipeline::run(&clients, options, repo.timeout).await;
     close_all(clients).await;
     let outcome = outcome?;
     for message in &outcome.messages {

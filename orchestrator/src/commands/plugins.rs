@@ -95,15 +95,15 @@ pub async fn list(repo: &Repository, json: bool, format: Format) -> Result<u8> {
         );
     }
     let list = |row: &Value, key: &str| {
-        row[key]
+        let names: Vec<&str> = row[key]
             .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if names.is_empty() {
+            "(none)".to_owned()
+        } else {
+            names.join(", ")
+        }
     };
     for row in &rows {
         let id = row["id"].as_str().unwrap_or("");
@@ -135,7 +135,9 @@ pub async fn list(repo: &Repository, json: bool, format: Format) -> Result<u8> {
 }
 
 /// `devctl plugins check [ID]`: the conformance suite for each plugin.
-pub fn check(repo: &Repository, id: Option<&str>, timeout_scale: f64) -> Result<u8> {
+/// Dropped half-way (Ctrl-C), the suite stops the plugin and removes its
+/// scratch copy.
+pub async fn check(repo: &Repository, id: Option<&str>, timeout_scale: f64) -> Result<u8> {
     let plugins: Vec<_> = repo
         .config
         .enabled()
@@ -157,7 +159,8 @@ pub fn check(repo: &Repository, id: Option<&str>, timeout_scale: f64) -> Result<
             suite = suite.env(key, value);
         }
         let report = suite
-            .run()
+            .run_async()
+            .await
             .with_context(|| format!("plugin {}", entry.id))?;
         outln!("== {} ==\n{}", entry.id, report.human());
         all_ok &= report.summary.ok;

@@ -1,6 +1,8 @@
 //! `devctl status [--json]`: what is running, never starting a plugin.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use devctl_support::fs::PrivateDir;
 
 use devctl::environment::{Environment, Observed};
 use devctl::state::{human_ms, now_ms, ServiceState, ServiceStatus};
@@ -8,15 +10,31 @@ use serde_json::{json, Value};
 
 use crate::cli::{Format, StatusArgs};
 
+/// `.devctl/logs/`: shown by its path, read through its open handle (never
+/// through a link put in its place).
+struct LogDir {
+    shown: PathBuf,
+    open: Option<PrivateDir>,
+}
+
+impl LogDir {
+    fn file(&self, service: &str) -> PathBuf {
+        self.shown.join(devctl::logs::log_file(service))
+    }
+}
+
 /// The last `n` lines a service wrote to stderr.
-fn stderr_tail(logs: &Path, service: &str, n: usize) -> Vec<String> {
-    devctl::logs::read::last_lines(logs, service, devctl::logs::Stream::Stderr, n)
+fn stderr_tail(logs: &LogDir, service: &str, n: usize) -> Vec<String> {
+    let Some(dir) = &logs.open else {
+        return Vec::new();
+    };
+    devctl::logs::read::last_lines(&dir.handle(), service, devctl::logs::Stream::Stderr, n)
 }
 
 /// The Go devctl's `status` document: `{exists, services: [{name, pid,
 /// alive, stdout_log, stderr_log, exit?}]}` (both streams are in one log
 /// here, so both keys name it).
-fn as_go_json(observed: &Observed, logs: &Path, tail_lines: usize) -> Value {
+fn as_go_json(observed: &Observed, logs: &LogDir, tail_lines: usize) -> Value {
     let Some(state) = &observed.state else {
         return json!({"exists": false, "services": []});
     };
@@ -29,8 +47,8 @@ fn as_go_json(observed: &Observed, logs: &Path, tail_lines: usize) -> Value {
                 "name": s.name,
                 "pid": s.pid.unwrap_or(0),
                 "alive": alive,
-                "stdout_log": logs.join(devctl::logs::log_file(&s.name)),
-                "stderr_log": logs.join(devctl::logs::log_file(&s.name)),
+                "stdout_log": logs.file(&s.name),
+                "stderr_log": logs.file(&s.name),
             });
             if let (false, Some(exit)) = (alive, s.exit) {
                 row["exit"] = json!({
@@ -50,7 +68,10 @@ fn as_go_json(observed: &Observed, logs: &Path, tail_lines: usize) -> Value {
 pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
     let environment = Environment::open(root)?;
     let observed = environment.observe().await;
-    let logs = root.join(".devctl/logs");
+    let logs = LogDir {
+        shown: root.join(".devctl/logs"),
+        open: super::logs::open_logs(&environment).ok().flatten(),
+    };
     match args.format() {
         Format::Json => {
             outln!(
@@ -105,10 +126,7 @@ pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
         if let Some(endpoint) = &service.endpoint {
             details.push(endpoint.clone());
         }
-        details.push(format!(
-            "logs {}",
-            logs.join(devctl::logs::log_file(&service.name)).display()
-        ));
+        details.push(format!("logs {}", logs.file(&service.name).display()));
         outln!("    {}", details.join("  "));
         if !service.alive() && service.exit.is_some() {
             for line in stderr_tail(&logs, &service.name, args.tail_lines) {
@@ -159,7 +177,7 @@ fn service_line(service: &ServiceState, now: u64, supervised: bool) -> String {
     )
 }
 
-fn as_json(observed: &Observed, logs: &Path) -> Value {
+fn as_json(observed: &Observed, logs: &LogDir) -> Value {
     let now = now_ms();
     let services: Vec<Value> = observed
         .state
@@ -178,7 +196,7 @@ fn as_json(observed: &Observed, logs: &Path) -> Value {
                 "next_restart_in_ms": s.next_restart_at_ms.map(|at| at.saturating_sub(now)),
                 "exit": s.exit,
                 "endpoint": s.endpoint,
-                "log": logs.join(devctl::logs::log_file(&s.name)),
+                "log": logs.file(&s.name),
             })
         })
         .collect();

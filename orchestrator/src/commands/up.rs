@@ -229,29 +229,17 @@ fn new_log_lines(dir: &StateDir, start: u64) -> Vec<String> {
     kept
 }
 
+/// What the log stream does not already show: a service's start, ready,
+/// exit and a re-plan are `*` records of the logs followed above.
 fn foreground_event(event: UpEvent) {
     match event {
-        UpEvent::ServiceExited {
-            name,
-            exit,
-            restarting,
-        } => eprintln!(
-            "devctl: {name} exited with {exit}{}",
-            if restarting { "; restarting" } else { "" }
-        ),
         UpEvent::Stopped { lines } => lines.iter().for_each(|l| eprintln!("devctl: {l}")),
-        UpEvent::Replanned { line, .. } => eprintln!("devctl: {line}"),
         UpEvent::Invalid {
             code, message, fix, ..
         } => eprintln!(
             "devctl: invalid [{code}] {message}{}",
             fix.map(|f| format!("\n  fix: {f}")).unwrap_or_default()
         ),
-        UpEvent::ServiceReady {
-            name,
-            after_ms,
-            endpoint,
-        } => eprintln!("devctl: {name} ready after {after_ms} ms{}", at(&endpoint)),
         _ => {}
     }
 }

@@ -11,8 +11,44 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::record::Record;
+use super::record::{Record, MAX_RECORD};
 use super::rotation::files_of;
+
+/// Opens a log file: a regular file only (a FIFO put in a log's place
+/// would block the reader forever), never through a symlink.
+fn open_log(path: &Path) -> Option<File> {
+    devctl_support::fs::open_regular(path).ok().flatten()
+}
+
+/// Reads one line into `line` (without its newline), skipping any longer
+/// than [`MAX_RECORD`] without holding it; `Ok(false)` at the end.
+fn read_record_line(reader: &mut impl BufRead, line: &mut Vec<u8>) -> std::io::Result<bool> {
+    line.clear();
+    let mut oversized = false;
+    loop {
+        let available = reader.fill_buf()?;
+        if available.is_empty() {
+            return Ok(!line.is_empty() || oversized);
+        }
+        let (piece, ended) = match memchr::memchr(b'\n', available) {
+            Some(at) => (&available[..at], true),
+            None => (available, false),
+        };
+        if !oversized {
+            if line.len() + piece.len() > MAX_RECORD {
+                oversized = true;
+                line.clear();
+            } else {
+                line.extend_from_slice(piece);
+            }
+        }
+        let used = piece.len() + usize::from(ended);
+        reader.consume(used);
+        if ended {
+            return Ok(true);
+        }
+    }
+}
 
 /// The label and file of devctl's own log (a name no service can have).
 pub const DEVCTL_LABEL: &str = "devctl";
@@ -204,18 +240,12 @@ impl Forward {
     }
 
     fn next_in(&mut self, window: &Window) -> Option<Record> {
+        // Read on past `until`: a clock stepped back writes earlier times
+        // after later ones, and those lines are in the window too.
         loop {
             let record = self.next_record()?;
             if window.contains(&record) {
                 return Some(record);
-            }
-            // Past `until` in this source: nothing later can match.
-            if window
-                .until
-                .as_ref()
-                .is_some_and(|until| &record.time > until)
-            {
-                return None;
             }
         }
     }
@@ -226,7 +256,7 @@ impl Forward {
                 let path = self.paths.get(self.next)?;
                 let is_last = self.next + 1 == self.paths.len();
                 self.next += 1;
-                let Ok(file) = File::open(path) else { continue };
+                let Some(file) = open_log(path) else { continue };
                 let limit = match (is_last, self.end) {
                     (true, Some((inode, len))) if file.metadata().ok()?.ino() == inode => len,
                     _ => u64::MAX,
@@ -237,12 +267,10 @@ impl Forward {
                 ));
             }
             let (reader, _) = self.current.as_mut()?;
-            self.line.clear();
-            match reader.read_until(b'\n', &mut self.line) {
-                Ok(0) | Err(_) => self.current = None,
-                Ok(_) => {
-                    let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-                    if let Some(record) = Record::parse(line) {
+            match read_record_line(reader, &mut self.line) {
+                Ok(false) | Err(_) => self.current = None,
+                Ok(true) => {
+                    if let Some(record) = Record::parse(&self.line) {
                         return Some(record);
                     }
                 }
@@ -251,14 +279,18 @@ impl Forward {
     }
 }
 
-/// The last `n` texts a service wrote to `stream`, from its log in `dir`.
+/// The last `n` texts a service wrote to `stream` in its current run, from
+/// its log in `dir`.
 pub fn last_lines(dir: &Path, service: &str, stream: super::Stream, n: usize) -> Vec<String> {
     let source = sources(dir, &[service.to_owned()])
         .into_iter()
         .find(|s| s.label == service);
-    let Some(source) = source else {
+    let Some(mut source) = source else {
         return Vec::new();
     };
+    // Only the current file: each run starts a new one, and an earlier
+    // run's error must not be shown as this run's.
+    source.paths = source.paths.split_off(source.paths.len().saturating_sub(1));
     last_records(&source, n, None, None, |r| r.stream == stream)
         .into_iter()
         .map(|r| String::from_utf8_lossy(&r.text).into_owned())
@@ -280,7 +312,7 @@ fn last_records(
         return found;
     }
     'files: for (position, path) in source.paths.iter().enumerate().rev() {
-        let Ok(mut file) = File::open(path) else {
+        let Some(mut file) = open_log(path) else {
             continue;
         };
         let Ok(meta) = file.metadata() else { continue };
@@ -289,7 +321,10 @@ fn last_records(
             (true, Some((inode, len))) if meta.ino() == inode => len.min(meta.len()),
             _ => meta.len(),
         };
+        // The start of a line that began in an earlier block; dropped
+        // (and its first piece skipped) once it passes MAX_RECORD.
         let mut tail: Vec<u8> = Vec::new();
+        let mut oversized = false;
         while pos > 0 && found.len() < n {
             let step = pos.min(64 * 1024);
             pos -= step;
@@ -305,7 +340,16 @@ fn last_records(
                 0
             };
             tail = block[..cut].to_vec();
-            for line in block[cut..].split(|b| *b == b'\n').rev() {
+            let mut lines = block[cut..].split(|b| *b == b'\n').rev();
+            if std::mem::take(&mut oversized) {
+                // The start of the oversized line: not a record.
+                lines.next();
+            }
+            if tail.len() > MAX_RECORD {
+                tail.clear();
+                oversized = true;
+            }
+            for line in lines {
                 if let Some(record) = Record::parse(line) {
                     if since.is_some_and(|s| record.time.as_str() < s) {
                         // Everything before is older still.
@@ -339,7 +383,10 @@ struct Tail {
     file: Option<File>,
     inode: u64,
     offset: u64,
+    /// The start of a line whose end has not been appended yet.
     partial: Vec<u8>,
+    /// The line being appended passed MAX_RECORD: skip to its end.
+    oversized: bool,
 }
 
 impl Follower {
@@ -357,13 +404,13 @@ impl Follower {
                         .unwrap_or_else(|| PathBuf::from("/nonexistent"));
                     let (inode, offset) = mark.ends.get(i).copied().flatten().unwrap_or((0, 0));
                     Tail {
-                        file: File::open(&path)
-                            .ok()
+                        file: open_log(&path)
                             .filter(|f| f.metadata().map(|m| m.ino() == inode).unwrap_or(false)),
                         path,
                         inode,
                         offset,
                         partial: Vec::new(),
+                        oversized: false,
                     }
                 })
                 .collect(),
@@ -386,6 +433,7 @@ impl Follower {
             inode: 0,
             offset: 0,
             partial: Vec::new(),
+            oversized: false,
         });
         true
     }
@@ -412,16 +460,27 @@ impl Tail {
         // Finish the file being read first (it may have been rotated away,
         // still open here), then move to the new one.
         if let Some(file) = self.file.as_mut() {
-            records.extend(read_appended(file, &mut self.offset, &mut self.partial));
+            records.extend(read_appended(
+                file,
+                &mut self.offset,
+                &mut self.partial,
+                &mut self.oversized,
+            ));
         }
         if replaced || self.file.is_none() {
-            if let (Some(meta), Ok(file)) = (meta, File::open(&self.path)) {
+            if let (Some(meta), Some(file)) = (meta, open_log(&self.path)) {
                 self.file = Some(file);
                 self.inode = meta.ino();
                 self.offset = 0;
                 self.partial.clear();
+                self.oversized = false;
                 if let Some(file) = self.file.as_mut() {
-                    records.extend(read_appended(file, &mut self.offset, &mut self.partial));
+                    records.extend(read_appended(
+                        file,
+                        &mut self.offset,
+                        &mut self.partial,
+                        &mut self.oversized,
+                    ));
                 }
             }
         }
@@ -429,7 +488,12 @@ impl Tail {
     }
 }
 
-fn read_appended(file: &mut File, offset: &mut u64, partial: &mut Vec<u8>) -> Vec<Record> {
+fn read_appended(
+    file: &mut File,
+    offset: &mut u64,
+    partial: &mut Vec<u8>,
+    oversized: &mut bool,
+) -> Vec<Record> {
     let mut records = Vec::new();
     if file.seek(SeekFrom::Start(*offset)).is_err() {
         return records;
@@ -439,17 +503,30 @@ fn read_appended(file: &mut File, offset: &mut u64, partial: &mut Vec<u8>) -> Ve
         return records;
     };
     *offset += read as u64;
-    partial.extend_from_slice(&fresh);
-    let complete = match memchr::memrchr(b'\n', partial) {
-        Some(end) => end + 1,
-        None => return records,
-    };
+    let mut fresh = &fresh[..];
+    if *oversized {
+        match memchr::memchr(b'\n', fresh) {
+            Some(end) => {
+                fresh = &fresh[end + 1..];
+                *oversized = false;
+            }
+            None => return records,
+        }
+    }
+    partial.extend_from_slice(fresh);
+    let complete = memchr::memrchr(b'\n', partial).map_or(0, |end| end + 1);
     for line in partial[..complete].split(|b| *b == b'\n') {
-        if let Some(record) = Record::parse(line) {
-            records.push(record);
+        if line.len() <= MAX_RECORD {
+            if let Some(record) = Record::parse(line) {
+                records.push(record);
+            }
         }
     }
     partial.drain(..complete);
+    if partial.len() > MAX_RECORD {
+        partial.clear();
+        *oversized = true;
+    }
     records
 }
 
@@ -541,5 +618,88 @@ mod tests {
         std::fs::rename(&path, dir.path().join("api.log.1")).unwrap();
         write(&path, &[(&t(4), "after rotation")]);
         assert_eq!(texts(follower.poll()), ["after rotation"]);
+    }
+
+    #[test]
+    fn a_fifo_or_a_huge_stray_line_in_place_of_a_log_costs_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(&dir.path().join("pipe.log"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        // Records around 40 MB with no newline: read in one pass, in
+        // bounded memory, and the records on both sides are kept.
+        let mut bytes = Vec::new();
+        push(
+            &mut bytes,
+            t(1).as_bytes(),
+            Stream::Stdout,
+            false,
+            b"before",
+        );
+        bytes.extend(std::iter::repeat_n(b'z', 40 << 20));
+        bytes.push(b'\n');
+        push(&mut bytes, t(2).as_bytes(), Stream::Stdout, false, b"after");
+        std::fs::write(dir.path().join("big.log"), &bytes).unwrap();
+        let sources = sources(dir.path(), &[]);
+        let mark = Mark::now(&sources);
+        let texts = |tail: Option<usize>| {
+            let mut shown = Vec::new();
+            history(&sources, &Window::default(), tail, &mark, |_, r| {
+                shown.push(String::from_utf8(r.text).unwrap());
+                true
+            });
+            shown
+        };
+        assert_eq!(texts(None), ["before", "after"]);
+        assert_eq!(texts(Some(5)), ["before", "after"]);
+
+        // Following: a huge line appended is skipped, what follows it kept.
+        let mut follower = Follower::new(&sources, &Mark::now(&sources));
+        let mut more = bytes.clone();
+        more.extend(std::iter::repeat_n(b'y', 20 << 20));
+        std::fs::write(dir.path().join("big.log"), &more).unwrap();
+        assert!(follower.poll().is_empty());
+        more.push(b'\n');
+        push(&mut more, t(3).as_bytes(), Stream::Stdout, false, b"later");
+        std::fs::write(dir.path().join("big.log"), &more).unwrap();
+        let mut later = Vec::new();
+        for _ in 0..4 {
+            later.extend(follower.poll().into_iter().map(|(_, r)| r.text));
+        }
+        assert_eq!(later, [b"later".to_vec()]);
+    }
+
+    #[test]
+    fn the_stderr_tail_of_a_run_is_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut older = Vec::new();
+        push(
+            &mut older,
+            t(1).as_bytes(),
+            Stream::Stderr,
+            false,
+            b"old error",
+        );
+        std::fs::write(dir.path().join("api.log.1"), older).unwrap();
+        let mut current = Vec::new();
+        push(
+            &mut current,
+            t(2).as_bytes(),
+            Stream::Stdout,
+            false,
+            b"hello",
+        );
+        push(
+            &mut current,
+            t(3).as_bytes(),
+            Stream::Stderr,
+            false,
+            b"new error",
+        );
+        std::fs::write(dir.path().join("api.log"), current).unwrap();
+        assert_eq!(
+            last_lines(dir.path(), "api", Stream::Stderr, 5),
+            ["new error"]
+        );
+        std::fs::write(dir.path().join("api.log"), b"").unwrap();
+        assert!(last_lines(dir.path(), "api", Stream::Stderr, 5).is_empty());
     }
 }

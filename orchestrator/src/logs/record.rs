@@ -21,6 +21,10 @@ use std::time::SystemTime;
 pub const MAX_LINE: usize = 16 * 1024;
 /// Bytes of the timestamp.
 pub const TIME_LEN: usize = 27;
+/// The longest line a record file can hold (time, tag, text). Readers skip
+/// longer lines: devctl never wrote them, and holding one whole would let a
+/// stray file cost any amount of memory.
+pub const MAX_RECORD: usize = TIME_LEN + 4 + MAX_LINE;
 
 /// Which stream a record comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +64,9 @@ impl Stream {
 
 /// `2026-11-23T14:27:38.123456Z`.
 pub fn timestamp(at: SystemTime) -> String {
-    humantime::format_rfc3339_micros(at).to_string()
+    // Nothing is logged before 1970; the formatter cannot write it either
+    // (`--since 500000h` reaches back that far).
+    humantime::format_rfc3339_micros(at.max(SystemTime::UNIX_EPOCH)).to_string()
 }
 
 /// Appends one record to `out`: timestamp, tag, text, newline.
@@ -119,6 +125,12 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_before_1970_is_written_as_the_epoch() {
+        let before = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(3600);
+        assert_eq!(timestamp(before), "1970-01-01T00:00:00.000000Z");
+    }
 
     #[test]
     fn records_round_trip_and_sort_as_text() {

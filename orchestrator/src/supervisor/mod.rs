@@ -180,7 +180,7 @@ async fn plan_while_serving(
     inputs: &mut mpsc::UnboundedReceiver<Input>,
     state: &State,
 ) -> Result<Planned, Failure> {
-    let planning = planning::plan(repo, &options.pipeline, events);
+    let planning = planning::plan(repo, &options.pipeline, events, planning::PlanFor::StartUp);
     tokio::pin!(planning);
     loop {
         tokio::select! {

@@ -15,12 +15,29 @@ use crate::events::UpEvent;
 use crate::pipeline::{self, PipelineOptions};
 use crate::repository::{close_all, Repository, Settings};
 
+/// What a plan is for: the advice in its errors differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanFor {
+    /// `up`: nothing runs yet, and `--skip-validate` is an option.
+    StartUp,
+    /// An `up --watch` re-plan: the running services stay as they are.
+    Replan,
+}
+
 /// Runs the pipeline over the repo's plugins and returns the services.
 pub async fn plan(
     repo: &Repository,
     options: &PipelineOptions,
     events: &EventSink,
+    purpose: PlanFor,
 ) -> Result<Planned, Failure> {
+    let (not_started, skip_advice) = match purpose {
+        PlanFor::StartUp => (
+            "; nothing was started",
+            "; nothing was started (fix the errors above, or pass --skip-validate)",
+        ),
+        PlanFor::Replan => ("", " (fix the errors above)"),
+    };
     events(UpEvent::Phase {
         name: crate::events::RUN_STARTS.into(),
     });
@@ -82,7 +99,7 @@ pub async fn plan(
     }
     if let Some((phase, step)) = plan.failed_steps().first() {
         return Err(Failure::new(format!(
-            "{phase} step {:?} of plugin {} failed; nothing was started",
+            "{phase} step {:?} of plugin {} failed{not_started}",
             step.step.name, step.plugin
         )));
     }
@@ -107,7 +124,7 @@ pub async fn plan(
             .map(|e| format!(" ({}: {})", e.issue.code, e.issue.message))
             .unwrap_or_default();
         return Err(Failure::new(format!(
-            "validation failed{first}; nothing was started (fix the errors above, or pass --skip-validate)"
+            "validation failed{first}{skip_advice}"
         )));
     }
     let built = if options.skip_build {
@@ -150,7 +167,7 @@ impl Planner for PipelinePlanner {
                 running,
                 ..PipelineOptions::default()
             };
-            plan(&repo, &options, &self.events).await
+            plan(&repo, &options, &self.events, PlanFor::Replan).await
         })
     }
 }

@@ -310,6 +310,17 @@ impl ProcessTable {
         found
     }
 
+    /// The live children of `parent` (not their descendants).
+    pub fn children(&self, parent: u32) -> Vec<ProcessId> {
+        self.live()
+            .filter(|(_, stat)| stat.ppid == parent)
+            .map(|(pid, stat)| ProcessId {
+                pid,
+                start_time: stat.start_time,
+            })
+            .collect()
+    }
+
     /// Whether that very process (pid and start time) is alive in this
     /// snapshot.
     pub fn alive(&self, process: ProcessId) -> bool {
