@@ -136,3 +136,74 @@ impl LogFeed {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::logs::record::{push, timestamp};
+
+    fn append(path: &Path, stream: Stream, text: &str) {
+        let mut line = Vec::new();
+        push(
+            &mut line,
+            timestamp(SystemTime::now()).as_bytes(),
+            stream,
+            false,
+            text.as_bytes(),
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        file.write_all(&line).unwrap();
+    }
+
+    #[test]
+    fn a_service_log_is_read_from_its_end_then_followed_even_when_it_appears_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.log");
+        for n in 0..50 {
+            append(&web, Stream::Stdout, &format!("old {n}"));
+        }
+        let (mut feed, lines) = LogFeed::service(dir.path(), "web", 3);
+        let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["old 47", "old 48", "old 49"]);
+        append(&web, Stream::Stderr, "new");
+        let fresh = feed.poll();
+        assert_eq!(fresh.len(), 1);
+        assert_eq!(
+            (fresh[0].stream, fresh[0].text.as_str()),
+            (Stream::Stderr, "new")
+        );
+
+        // A service whose log does not exist yet: followed once it does.
+        let (mut late, lines) = LogFeed::service(dir.path(), "backend", 3);
+        assert!(lines.is_empty());
+        assert!(late.poll().is_empty());
+        append(&dir.path().join("backend.log"), Stream::Stdout, "first");
+        let found: Vec<String> = (0..20).flat_map(|_| late.poll()).map(|l| l.text).collect();
+        assert_eq!(found, ["first"]);
+    }
+
+    #[test]
+    fn the_events_feed_keeps_only_lifecycle_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.log");
+        append(&web, Stream::Stdout, "GET /");
+        append(&web, Stream::Devctl, "started (pid 1)");
+        let (mut feed, lines) = LogFeed::events(dir.path(), &["web".to_owned()], 10);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(
+            (lines[0].service.as_str(), lines[0].text.as_str()),
+            ("web", "started (pid 1)")
+        );
+        append(&web, Stream::Stdout, "GET /again");
+        append(&web, Stream::Devctl, "stopped (pid 1)");
+        let fresh: Vec<String> = feed.poll().into_iter().map(|l| l.text).collect();
+        assert_eq!(fresh, ["stopped (pid 1)"]);
+    }
+}

@@ -24,6 +24,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crossterm::event::Event;
+use devctl_support::fs::PrivateDir;
 use tokio::sync::mpsc;
 
 use self::app::{App, LogLine, Op, Outcome, Pane, View};
@@ -66,7 +67,9 @@ pub async fn run(
     stop: impl std::future::Future<Output = u8>,
 ) -> Result<u8, TuiError> {
     let mut environment = Environment::open(&options.root)?;
-    let logs_dir = options.root.join(".devctl/logs");
+    // Read through the directory's handle, never its path (see
+    // `StateDir::existing_logs`); opened once it exists.
+    let mut logs: Option<PrivateDir> = None;
     let mut app = App::new(&options.root.display().to_string());
     app.observed(feed::observe(&mut environment, &options.root).await);
     let mut guard = terminal::Guard::enter()?;
@@ -82,7 +85,12 @@ pub async fn run(
     tokio::pin!(stop);
     let mut dirty = true;
     loop {
-        feeds.follow_screen(&mut app, &logs_dir);
+        if logs.is_none() {
+            logs = open_logs(&environment, &mut app);
+        }
+        if let Some(logs) = &logs {
+            feeds.follow_screen(&mut app, &logs.handle());
+        }
         if app.wants_run() {
             let run = environment.dir().map(crate::events::last_run);
             app.run_read(run.unwrap_or_default());
@@ -132,6 +140,21 @@ pub async fn run(
                 }
             }
             code = &mut stop => return Ok(code),
+        }
+    }
+}
+
+/// `.devctl/logs/` if it exists; an unsafe one (a link put in its place)
+/// is said on the bottom line and not read.
+fn open_logs(environment: &Environment, app: &mut App) -> Option<PrivateDir> {
+    match environment.dir()?.existing_logs() {
+        Ok(logs) => logs,
+        Err(err) => {
+            app.outcome = Some(Outcome {
+                ok: false,
+                text: format!("logs not shown: {err}"),
+            });
+            None
         }
     }
 }
