@@ -289,7 +289,7 @@ impl Task {
                 let text = if output.status.success() {
                     last_line(&output.stdout)
                 } else {
-                    last_line(&output.stderr)
+                    error_line(&output.stderr)
                 };
                 Outcome {
                     ok: output.status.success(),
@@ -303,6 +303,16 @@ impl Task {
 
 fn failed(text: String) -> Outcome {
     Outcome { ok: false, text }
+}
+
+/// The `error: …` line of what a failed devctl printed (its last line if
+/// none): the reason, not the advice after it.
+fn error_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| last_line(bytes))
 }
 
 fn last_line(bytes: &[u8]) -> String {

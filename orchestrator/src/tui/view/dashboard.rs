@@ -28,7 +28,7 @@ pub fn render(frame: &mut Frame, area: Rect, app: &App) {
     if services.is_empty() {
         frame.render_widget(
             Paragraph::new(empty_text(app)).block(Block::default().borders(Borders::ALL)),
-            table_area,
+            area,
         );
         return;
     }

@@ -155,6 +155,29 @@ fn plugin_lines(app: &App) -> Vec<Line<'static>> {
             }
         }
     }
+    // Plugins that never shook hands (crashed, hung) still said something.
+    let mut silent: Vec<&String> = Vec::new();
+    for event in &app.run {
+        if let UpEvent::PluginOutput { plugin, line } = event {
+            let shook = app
+                .run
+                .iter()
+                .any(|e| matches!(e, UpEvent::Plugin { id, .. } if id == plugin));
+            if !shook {
+                if !silent.contains(&plugin) {
+                    silent.push(plugin);
+                    lines.push(Line::from(vec![
+                        bold(clean(plugin)),
+                        coloured(" (no handshake)".into(), Color::Red),
+                    ]));
+                }
+                lines.push(Line::from(coloured(
+                    format!("    | {}", clean(line)),
+                    Color::DarkGray,
+                )));
+            }
+        }
+    }
     if lines.is_empty() {
         lines.push(Line::from("no plugin started in the last run"));
     }
