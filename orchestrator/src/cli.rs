@@ -109,6 +109,20 @@ pub enum Command {
     },
     /// Show the services' logs, merged with prefixes.
     Logs(LogsArgs),
+    /// A live dashboard: services, their logs, restart/stop/kill, up/down.
+    #[command(
+        long_about = "A live dashboard in the terminal: every service with its state, pid, \
+uptime, restarts, last exit and URL; a service's merged logs (followed, filtered); devctl's \
+lifecycle events. Keys: tab next view, j/k select, enter open, r restart, s stop, x kill \
+(each asks y/n), u up, d down, f follow, / filter, ctrl+l clear, esc back, ? help, \
+q or ctrl+c quit. Quitting leaves the environment running."
+    )]
+    Tui {
+        /// How long each service gets between SIGTERM and SIGKILL on `d`
+        /// when devctl has to stop it itself.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+        grace: Duration,
+    },
     /// Restart one service and whatever depends on it, leaving the others alone.
     Restart {
         /// The service (see `devctl status`).

@@ -24,6 +24,9 @@ pub const REPLY_LIMIT: u64 = 16 << 20;
 pub enum Request {
     /// Restart a service and whatever depends on it.
     Restart { service: String },
+    /// Stop one service (SIGTERM, SIGKILL after the grace; at once with
+    /// `kill`); it stays stopped until restarted.
+    StopService { service: String, kill: bool },
     /// Stop every service and exit.
     Stop,
     /// The supervisor's current state (it also rewrites the state file).

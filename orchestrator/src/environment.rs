@@ -125,16 +125,31 @@ impl Environment {
 
     /// Asks the supervisor to restart `service` (and its dependents).
     pub async fn restart(&self, service: &str) -> Result<Reply, RestartError> {
+        self.ask(&Request::Restart {
+            service: service.to_owned(),
+        })
+        .await
+    }
+
+    /// Asks the supervisor to stop `service` (kill it at once with `kill`);
+    /// it stays stopped until restarted.
+    pub async fn stop_service(&self, service: &str, kill: bool) -> Result<Reply, RestartError> {
+        self.ask(&Request::StopService {
+            service: service.to_owned(),
+            kill,
+        })
+        .await
+    }
+
+    async fn ask(&self, request: &Request) -> Result<Reply, RestartError> {
         let dir = self.dir.as_ref().ok_or(RestartError::NotRunning)?;
         if dir.lock_holder().is_none() {
             return Err(RestartError::NotRunning);
         }
-        let request = Request::Restart {
-            service: service.to_owned(),
-        };
-        // The supervisor answers once the services are ready again or have
-        // failed their own health timeouts; this only guards against a hang.
-        Ok(control::send(dir, &request, Duration::from_secs(600)).await?)
+        // The supervisor answers once the services are ready again (or
+        // stopped), or have failed their own health timeouts; this only
+        // guards against a hang.
+        Ok(control::send(dir, request, Duration::from_secs(600)).await?)
     }
 
     /// `down`: asks the supervisor to stop everything; when it does not

@@ -13,7 +13,8 @@
 //! - [`health`], [`watch`], [`events`]: readiness probes, config watching
 //!   and what the supervisor tells `up`;
 //! - [`export`]: the plan as files for other engines (Compose, Kubernetes,
-//!   a Procfile).
+//!   a Procfile);
+//! - [`tui`]: `devctl tui`, the live dashboard over all of the above.
 
 pub mod config;
 pub mod control;
@@ -30,4 +31,5 @@ pub mod state;
 pub mod statedir;
 pub mod supervisor;
 pub mod transform;
+pub mod tui;
 pub mod watch;

@@ -121,6 +121,42 @@ impl ServiceState {
     pub fn alive(&self) -> bool {
         self.process().is_some_and(is_alive)
     }
+
+    /// The status a person sees (`status`, the TUI): a ready service whose
+    /// process is gone is `gone`, one without a supervisor `unsupervised`,
+    /// a restart pending says when.
+    pub fn shown_status(&self, now: u64, alive: bool, supervised: bool) -> String {
+        match self.status {
+            ServiceStatus::Restarting => {
+                let next = self
+                    .next_restart_at_ms
+                    .map(|at| format!(", next in {}", human_ms(at.saturating_sub(now))))
+                    .unwrap_or_default();
+                format!("restarting ({}{next})", self.restarts)
+            }
+            ServiceStatus::Ready if !alive => "gone".to_owned(),
+            ServiceStatus::Ready if !supervised => "unsupervised".to_owned(),
+            other => other.name().to_owned(),
+        }
+    }
+
+    /// How long the current process has run, while it runs.
+    pub fn uptime_ms(&self, now: u64, alive: bool) -> Option<u64> {
+        alive
+            .then_some(self.started_at_ms)
+            .flatten()
+            .map(|at| now.saturating_sub(at))
+    }
+}
+
+/// A duration for people: `850ms`, `42s`, `3m7s`, `2h5m`.
+pub fn human_ms(ms: u64) -> String {
+    match ms / 1000 {
+        0 => format!("{ms}ms"),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -137,6 +137,14 @@ impl Watcher {
     }
 }
 
+/// The next batch of an optional watcher (never, without one).
+pub async fn next_batch(watcher: &mut Option<Watcher>, debounce: Duration) -> Vec<String> {
+    match watcher {
+        Some(watcher) => watcher.next_batch(debounce).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Directories to watch for `glob`: its fixed directory part, and every
 /// directory below it when the glob contains `**`.
 fn dirs_for(root: &Path, glob: &str) -> Vec<String> {

@@ -16,6 +16,7 @@ mod restart;
 mod status;
 mod stream;
 mod supervise;
+mod tui;
 mod up;
 
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
             stream::run(&repo, &args).await
         }
         Command::Logs(args) => logs::run(&root(&global)?, &args).await,
+        Command::Tui { grace } => tui::run(&global, &outer, grace).await,
         // The rest are cut short by a signal (dropping them stops their plugins).
         Command::Down { grace } => interruptible(down::run(&root(&global)?, grace)).await,
         Command::Status(args) => interruptible(status::run(&root(&global)?, &args)).await,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use devctl_support::fs::PrivateDir;
 
 use devctl::environment::{Environment, Observed};
-use devctl::state::{now_ms, ServiceState, ServiceStatus};
+use devctl::state::{human_ms, now_ms, ServiceState, ServiceStatus};
 use serde_json::{json, Value};
 
 use crate::cli::{Format, StatusArgs};
@@ -159,21 +159,10 @@ fn show_orphans(observed: &Observed, root: &Path) -> anyhow::Result<()> {
 
 fn service_line(service: &ServiceState, now: u64, supervised: bool) -> String {
     let alive = service.alive();
-    let status = match service.status {
-        ServiceStatus::Restarting => {
-            let next = service
-                .next_restart_at_ms
-                .map(|at| format!(", next in {}", human(at.saturating_sub(now))))
-                .unwrap_or_default();
-            format!("restarting ({}{next})", service.restarts)
-        }
-        ServiceStatus::Ready if !alive => "gone".to_owned(),
-        ServiceStatus::Ready if !supervised => "unsupervised".to_owned(),
-        other => other.name().to_owned(),
-    };
-    let uptime = match (alive, service.started_at_ms) {
-        (true, Some(at)) => format!("up {}", human(now.saturating_sub(at))),
-        _ => "down".to_owned(),
+    let status = service.shown_status(now, alive, supervised);
+    let uptime = match service.uptime_ms(now, alive) {
+        Some(ms) => format!("up {}", human_ms(ms)),
+        None => "down".to_owned(),
     };
     let exit = service
         .exit
@@ -225,13 +214,4 @@ fn as_json(observed: &Observed, logs: &LogDir) -> Value {
         })).collect::<Vec<_>>(),
         "services": services,
     })
-}
-
-fn human(ms: u64) -> String {
-    match ms / 1000 {
-        0 => format!("{ms}ms"),
-        s if s < 60 => format!("{s}s"),
-        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-    }
 }

@@ -312,7 +312,10 @@ impl Progress {
             }
             UpEvent::Stopped { lines } => lines.iter().for_each(|l| self.line(l)),
             UpEvent::Replanned { line, .. } => self.line(line),
-            UpEvent::Ready { .. } | UpEvent::Failed { .. } => {}
+            UpEvent::Ready { .. }
+            | UpEvent::Failed { .. }
+            | UpEvent::Plugin { .. }
+            | UpEvent::Step { .. } => {}
         }
     }
 }

@@ -12,7 +12,9 @@ pub mod record;
 pub mod rotation;
 
 pub use capture::Capture;
-pub use read::{history, sources, Follower, Mark, Source, Window, DEVCTL_LABEL, DEVCTL_LOG};
+pub use read::{
+    history, sources, tail_where, Follower, Mark, Source, Window, DEVCTL_LABEL, DEVCTL_LOG,
+};
 pub use record::{Record, Stream};
 pub use rotation::LogLimits;
 

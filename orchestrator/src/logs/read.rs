@@ -156,20 +156,10 @@ pub fn history(
     mut emit: impl FnMut(usize, Record) -> bool,
 ) {
     if let Some(n) = tail {
-        let mut all: Vec<(String, usize, usize, Record)> = Vec::new();
-        for (index, source) in sources.iter().enumerate() {
-            let end = mark.ends.get(index).copied().flatten();
-            let last = last_records(source, n, end, window.since.as_deref(), |r| {
-                window.contains(r)
-            });
-            all.extend(
-                last.into_iter()
-                    .enumerate()
-                    .map(|(seq, r)| (r.time.clone(), index, seq, r)),
-            );
-        }
-        all.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
-        for (_, index, _, record) in all {
+        let last = tail_where(sources, n, window.since.as_deref(), mark, |r| {
+            window.contains(r)
+        });
+        for (index, record) in last {
             if !emit(index, record) {
                 return;
             }
@@ -203,6 +193,30 @@ pub fn history(
             heads[index] = Some(next);
         }
     }
+}
+
+/// The last `n` records that `keep` accepts of each source (none older
+/// than `since`), up to `mark`, merged in time order: read from the end of
+/// the files, so a 1 GB log costs what its last lines cost.
+pub fn tail_where(
+    sources: &[Source],
+    n: usize,
+    since: Option<&str>,
+    mark: &Mark,
+    keep: impl Fn(&Record) -> bool,
+) -> Vec<(usize, Record)> {
+    let mut all: Vec<(String, usize, usize, Record)> = Vec::new();
+    for (index, source) in sources.iter().enumerate() {
+        let end = mark.ends.get(index).copied().flatten();
+        let last = last_records(source, n, end, since, &keep);
+        all.extend(
+            last.into_iter()
+                .enumerate()
+                .map(|(seq, r)| (r.time.clone(), index, seq, r)),
+        );
+    }
+    all.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+    all.into_iter().map(|(_, i, _, r)| (i, r)).collect()
 }
 
 /// Records of one source in file order, stopping at the mark.
@@ -404,20 +418,24 @@ impl Follower {
     }
 
     /// Follows the current file of a source that had none when it began
-    /// (`<svc>.log` for a service started later).
-    pub fn watch(&mut self, source: &Source) {
-        if let Some(path) = source.paths.last() {
-            if !self.tails.iter().any(|t| &t.path == path) {
-                self.tails.push(Tail {
-                    path: path.clone(),
-                    file: None,
-                    inode: 0,
-                    offset: 0,
-                    partial: Vec::new(),
-                    oversized: false,
-                });
-            }
+    /// (`<svc>.log` for a service started later), as the next index;
+    /// `false` when it was followed already (or has no file).
+    pub fn watch(&mut self, source: &Source) -> bool {
+        let Some(path) = source.paths.last() else {
+            return false;
+        };
+        if self.tails.iter().any(|t| &t.path == path) {
+            return false;
         }
+        self.tails.push(Tail {
+            path: path.clone(),
+            file: None,
+            inode: 0,
+            offset: 0,
+            partial: Vec::new(),
+            oversized: false,
+        });
+        true
     }
 
     /// What was appended since the last poll: (source index, record), in

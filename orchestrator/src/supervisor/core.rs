@@ -393,7 +393,7 @@ impl Core {
                     return;
                 }
                 // After start-up: stop it; it stays failed.
-                self.stop_service(&name).await;
+                self.stop_service(&name, self.grace).await;
                 self.service_state(&name).status = ServiceStatus::Failed;
             }
             Msg::RestartDue { name, instance }
@@ -445,6 +445,10 @@ impl Core {
                 ));
             }
             Request::Restart { service } => self.restart(&service, reply).await,
+            Request::StopService { service, kill } => {
+                let grace = if kill { Duration::ZERO } else { self.grace };
+                self.stop_one(&service, grace, reply).await;
+            }
         }
     }
 
@@ -701,29 +705,16 @@ impl Core {
     /// first), then starts them again in dependency order; replies once they
     /// are all ready again.
     async fn restart(&mut self, service: &str, reply: oneshot::Sender<Reply>) {
-        if !self.graph.contains(service) {
-            let known = self.graph.order().join(", ");
-            let text = format!("no service {service:?} (services: {known})");
+        if let Err(text) = self.can_change(service) {
             self.outbox
                 .replies
                 .push((reply, Reply::lines(false, vec![text])));
             return;
         }
-        if self.pending_restart.is_some() || self.state.phase != Phase::Running {
-            let text = if self.pending_restart.is_some() {
-                "another restart is in progress"
-            } else {
-                "the environment is still starting; try again once `devctl status` says running"
-            };
-            self.outbox
-                .replies
-                .push((reply, Reply::lines(false, vec![text.into()])));
-            return;
-        }
         let set = self.graph.with_dependents(service);
         for wave in self.graph.stop_waves(&set) {
             for name in wave {
-                self.stop_service(&name).await;
+                self.stop_service(&name, self.grace).await;
             }
         }
         for name in &set {
@@ -734,6 +725,43 @@ impl Core {
         // The plan is the same: `generation` counts plans, not restarts.
         self.pending_restart = Some((set, reply));
         self.schedule();
+    }
+
+    /// `s`/`x` in the TUI: stops one service and leaves it stopped (its
+    /// dependents keep running); `restart` brings it back.
+    async fn stop_one(&mut self, service: &str, grace: Duration, reply: oneshot::Sender<Reply>) {
+        if let Err(text) = self.can_change(service) {
+            self.outbox
+                .replies
+                .push((reply, Reply::lines(false, vec![text])));
+            return;
+        }
+        let line = self
+            .stop_service(service, grace)
+            .await
+            .unwrap_or_else(|| format!("{service} was not running"));
+        self.state.generation += 1;
+        self.outbox
+            .replies
+            .push((reply, Reply::lines(true, vec![line])));
+    }
+
+    /// Whether `service` may be restarted or stopped now; why not if not.
+    fn can_change(&self, service: &str) -> Result<(), String> {
+        if !self.graph.contains(service) {
+            let known = self.graph.order().join(", ");
+            return Err(format!("no service {service:?} (services: {known})"));
+        }
+        if self.pending_restart.is_some() {
+            return Err("another restart is in progress".into());
+        }
+        if self.state.phase != Phase::Running {
+            return Err(
+                "the environment is still starting; try again once `devctl status` says running"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     fn finish_restart_if_done(&mut self) {
@@ -794,11 +822,10 @@ impl Core {
     }
 
     /// Stops one service; returns a line for a report.
-    async fn stop_service(&mut self, name: &str) -> Option<String> {
+    async fn stop_service(&mut self, name: &str, grace: Duration) -> Option<String> {
         self.retire(name);
         let marked = marked_processes(self.dir.root());
         let targets = self.targets(name, &marked);
-        let grace = self.grace;
         let outcome = stop(&targets, grace).await;
         let svc = self.service_state(name);
         if !matches!(svc.status, ServiceStatus::Exited | ServiceStatus::Failed) {

@@ -198,8 +198,8 @@ async fn plan_while_serving(
                     Request::Status => {
                         let _ = reply.send(Reply { ok: true, lines: Vec::new(), state: Some(state.clone()) });
                     }
-                    Request::Restart { .. } => {
-                        let _ = reply.send(Reply::lines(false, vec!["the environment is still starting; nothing to restart yet".into()]));
+                    Request::Restart { .. } | Request::StopService { .. } => {
+                        let _ = reply.send(Reply::lines(false, vec!["the environment is still starting; nothing to restart or stop yet".into()]));
                     }
                 },
             },

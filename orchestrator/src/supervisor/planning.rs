@@ -39,9 +39,24 @@ pub async fn plan(
         PlanFor::Replan => ("", " (fix the errors above)"),
     };
     events(UpEvent::Phase {
-        name: "plugins".into(),
+        name: crate::events::RUN_STARTS.into(),
     });
     let clients = repo.start_all(&BTreeSet::new(), false).await?;
+    for client in &clients {
+        let handshake = client.handshake();
+        let capabilities = &handshake.capabilities;
+        events(UpEvent::Plugin {
+            id: client.id().to_owned(),
+            name: handshake.plugin_name.clone(),
+            ops: capabilities.ops.clone(),
+            streams: capabilities.streams.clone(),
+            commands: capabilities
+                .commands
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+        });
+    }
     let declared = clients
         .iter()
         .filter_map(|c| c.handshake().declares.as_ref());
@@ -64,6 +79,17 @@ pub async fn plan(
     let plan = outcome
         .plan(&BTreeSet::new(), repo.strictness)
         .map_err(|err| Failure::new(err.to_string()))?;
+    for (phase, steps) in [("build", &plan.build), ("prepare", &plan.prepare)] {
+        for step in steps {
+            events(UpEvent::Step {
+                phase: phase.into(),
+                name: step.step.name.clone(),
+                plugin: step.plugin.clone(),
+                ok: step.step.ok,
+                duration_ms: step.step.duration_ms,
+            });
+        }
+    }
     for collision in &plan.collisions {
         events(UpEvent::PluginMessage {
             plugin: collision.second.clone(),

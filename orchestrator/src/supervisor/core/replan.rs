@@ -60,7 +60,7 @@ impl Core {
                                 state: Some(self.state.clone()),
                             });
                         }
-                        Some(Input::Control { request: Request::Restart { .. }, reply }) => {
+                        Some(Input::Control { request: Request::Restart { .. } | Request::StopService { .. }, reply }) => {
                             let _ = reply.send(Reply::lines(
                                 false,
                                 vec!["a re-plan is in progress; try again in a moment".into()],
@@ -153,7 +153,7 @@ impl Core {
         let stopping: BTreeSet<String> = diff.removed.iter().chain(&restart).cloned().collect();
         for wave in self.graph.stop_waves(&stopping) {
             for name in wave {
-                self.stop_service(&name).await;
+                self.stop_service(&name, self.grace).await;
             }
         }
         for name in &diff.removed {
@@ -199,8 +199,5 @@ pub(super) fn watched_globs(planned: &Planned) -> Vec<String> {
 
 /// The next batch of changed config files, or never without a watcher.
 pub(super) async fn next_change(watcher: &mut Option<crate::watch::Watcher>) -> Vec<String> {
-    match watcher {
-        Some(watcher) => watcher.next_batch(crate::watch::DEBOUNCE).await,
-        None => std::future::pending().await,
-    }
+    crate::watch::next_batch(watcher, crate::watch::DEBOUNCE).await
 }
