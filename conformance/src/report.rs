@@ -186,7 +186,8 @@ impl Report {
                 one_line(&check.message)
             );
             if let (Some(fix), Status::Fail | Status::KnownFailure) = (&check.fix, check.status) {
-                let _ = writeln!(out, "{:indent$}fix: {fix}", "");
+                let rule = crate::catalogue::rule_anchor(&check.id);
+                let _ = writeln!(out, "{:indent$}fix: {fix} (the rule: {rule})", "");
             }
         }
         let s = &self.summary;
