@@ -117,3 +117,46 @@ fn every_install_command_is_locked_and_names_the_repository() {
     }
     assert!(installs >= 2, "no cargo install lines found");
 }
+
+/// `pip install ./conformance` (and `./orchestrator`, `./moments-dev`)
+/// installs the crate's executable through maturin, with Cargo's version;
+/// the plugin package in `python/` carries the same version by hand.
+#[test]
+fn python_packaging_follows_cargo() {
+    let metadata = metadata();
+    let version = |crate_name: &str| {
+        metadata["packages"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["name"] == crate_name))
+            .and_then(|p| p["version"].as_str())
+            .unwrap_or_else(|| panic!("{crate_name} is in the workspace"))
+            .to_owned()
+    };
+    for (dir, name) in [
+        ("conformance", "devctl-conformance"),
+        ("orchestrator", "devctl"),
+        ("moments-dev", "moments-dev"),
+    ] {
+        let path = workspace().join(dir).join("pyproject.toml");
+        let text = std::fs::read_to_string(&path).expect("pyproject.toml");
+        for needed in [
+            format!("name = \"{name}\""),
+            "build-backend = \"maturin\"".to_owned(),
+            "bindings = \"bin\"".to_owned(),
+            "dynamic = [\"version\"".to_owned(),
+        ] {
+            assert!(text.contains(&needed), "{} lacks {needed}", path.display());
+        }
+        version(name);
+    }
+    let plugin_package = std::fs::read_to_string(workspace().join("python/pyproject.toml"))
+        .expect("python/pyproject.toml");
+    let init = std::fs::read_to_string(workspace().join("python/devctl_plugin/__init__.py"))
+        .expect("__init__.py");
+    let cargo_version = version("devctl-sdk");
+    assert!(
+        plugin_package.contains(&format!("version = \"{cargo_version}\""))
+            && init.contains(&format!("__version__ = \"{cargo_version}\"")),
+        "python/ must carry the toolkit's version {cargo_version}"
+    );
+}
