@@ -15,8 +15,9 @@ from them and serves stdin/stdout until stdin closes:
         plugin.run()
 
 What you get without writing it: stdout carries frames only (fd 1 points at
-stderr, so `print` and child processes cannot corrupt the protocol), every
-request runs in its own thread, `ctx.deadline_ms` becomes `E_TIMEOUT`, an op
+stderr, so `print` and child processes cannot corrupt the protocol), a
+handler that blocks never stalls the other requests (after 5 ms another
+thread takes over reading), `ctx.deadline_ms` becomes `E_TIMEOUT`, an op
 you did not register is answered `E_UNSUPPORTED`, an exception becomes
 `E_RUNTIME` with its message, and at stdin EOF work in flight is finished or
 answered `E_CANCELED`, streams are ended, and the process exits 0.

@@ -2,10 +2,10 @@
 cwd, dry_run, deadline), a way to add warnings and notes to its response,
 and, for streams, the `Events` it sends.
 
-A handler runs in its own thread. When the host stops waiting for it (the
-deadline passed, or stdin closed and the plugin is shutting down), its
-`ctx.cancelled` event is set; long loops should check it (or call
-`ctx.wait(seconds)`, which returns early) so the thread ends.
+A handler keeps its thread until it returns (`threads`). When the host
+stops waiting for it (the deadline passed, or stdin closed and the plugin is
+shutting down), its `ctx.cancelled` event is set; long loops should check
+it (or call `ctx.wait(seconds)`, which returns early) so the thread ends.
 """
 
 import os
@@ -31,6 +31,7 @@ class Ctx:
         # `time.monotonic()` value when the host stops waiting, or None.
         self.deadline = None if budget is None else received + budget / 1000.0
         self.cancelled = threading.Event()
+        self._answered = False
         self._lock = threading.Lock()
         self._warnings = []
         self._notes = []

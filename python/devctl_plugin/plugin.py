@@ -19,6 +19,7 @@ them, so what the plugin declares cannot drift from what it answers.
         plugin.run()
 """
 
+import os
 import sys
 
 PROTOCOL_VERSION = "v2"
@@ -130,11 +131,20 @@ class Plugin:
         from .stdio import take_protocol_stdio
 
         input, output = take_protocol_stdio()
+        code = 0
         try:
             self.serve(input, output)
         except KeyboardInterrupt:
-            sys.exit(130)
-        sys.exit(0)
+            code = 130
+        # Every request is answered and every stream ended by now. Threads a
+        # handler left running (even non-daemon ones) must not keep the
+        # process alive after stdin closed: hosts wait for the exit.
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
     def _registrar(self, name, table):
         _nonempty(name, "op name")

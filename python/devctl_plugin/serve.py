@@ -1,5 +1,6 @@
 """The protocol loop: write the handshake, read requests, run each handler
-in its own thread, and write every frame through one locked writer.
+(on the reading thread; see `threads.ReaderRole` for how a slow one hands
+reading on), and write every frame through one locked writer.
 
 Each request is answered exactly once: by its handler, by the deadline
 watcher (`E_TIMEOUT` when `ctx.deadline_ms` passes first), or at shutdown
@@ -10,9 +11,9 @@ flight gets a short grace to finish, then is cancelled and open streams are
 ended, and `serve` returns.
 """
 
-import heapq
 import itertools
 import json
+import re
 import sys
 import threading
 import time
@@ -29,11 +30,13 @@ from .errors import (
     OpError,
 )
 from .plugin import COMMAND_RUN
+from .threads import DeadlineWatcher, ReaderRole, Workers
 
 # The protocol's bound on one frame (contract::limits::MAX_FRAME_BYTES).
 MAX_LINE = 64 * 1024 * 1024
 # After stdin closes: how long work in flight may still finish normally.
 FINISH_GRACE = 0.2
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class Server:
@@ -50,17 +53,15 @@ class Server:
         self._pending = {}
         self._streams = []
         self._stream_ids = itertools.count(1)
-        self._deadlines = _DeadlineWatcher(self._expire)
+        self._deadlines = DeadlineWatcher(self._expire)
+        self._workers = Workers()
+        self._stopping = False
 
     # -- the loop ---------------------------------------------------------
 
     def serve(self, input):
         self.write_frame(self.plugin.handshake())
-        try:
-            for line in _lines(input, self.max_line, self.log):
-                self._dispatch(line)
-        except OSError as err:
-            self.log("stopped reading stdin: %s" % err)
+        ReaderRole(_lines(input, self.max_line, self.log), self._dispatch, self.log).run()
         self._shutdown()
 
     def _dispatch(self, line):
@@ -73,11 +74,11 @@ class Server:
         request_id, op, raw_ctx, data = request
         ctx = Ctx(request_id, op, raw_ctx, received)
         if op in self.plugin.ops:
-            self._start(ctx, self._run_op, self.plugin.ops[op], data)
+            self._run_inline(ctx, self._run_op, self.plugin.ops[op], data)
         elif op in self.plugin.streams:
             self._start_stream(ctx, self.plugin.streams[op], data)
         elif op == COMMAND_RUN and self.plugin.commands:
-            self._start(ctx, self._run_command, None, data)
+            self._run_inline(ctx, self._run_command, None, data)
         else:
             error = OpError(E_UNSUPPORTED, "op %r is not supported by plugin %s" % (op, self.plugin.name))
             self._respond(ctx, error=error, track=False)
@@ -117,14 +118,14 @@ class Server:
 
     # -- running handlers -------------------------------------------------
 
-    def _start(self, ctx, runner, handler, data):
+    def _run_inline(self, ctx, runner, handler, data):
+        """Runs the handler on the reading thread (`threads.ReaderRole`
+        hands reading to another thread if it takes long)."""
         with self._state:
             self._pending[ctx] = True
         if ctx.deadline is not None:
             self._deadlines.add(ctx)
-        thread = threading.Thread(target=runner, args=(ctx, handler, data), daemon=True,
-                                  name="devctl-%s" % ctx.request_id)
-        thread.start()
+        runner(ctx, handler, data)
 
     def _run_op(self, ctx, handler, data):
         try:
@@ -182,9 +183,15 @@ class Server:
                 events._end(True)
             with self._state:
                 self._streams = [(c, e) for c, e in self._streams if e is not events]
-                self._state.notify_all()
+                if self._stopping:
+                    self._state.notify_all()
 
-        threading.Thread(target=run, daemon=True, name="devctl-stream-%s" % stream_id).start()
+        try:
+            self._workers.submit(run)
+        except RuntimeError as err:
+            events._end(False, "cannot start a thread for the stream: %s" % err)
+            with self._state:
+                self._streams = [(c, e) for c, e in self._streams if e is not events]
 
     def _error_of(self, ctx, err):
         if isinstance(err, OpError):
@@ -203,7 +210,9 @@ class Server:
             with self._state:
                 if self._pending.pop(ctx, None) is None:
                     return False
-                self._state.notify_all()
+                if self._stopping:
+                    self._state.notify_all()
+        ctx._answered = True
         warnings, notes = ctx._take_messages()
         frame = {"type": "response", "request_id": ctx.request_id, "ok": error is None}
         if error is None:
@@ -232,7 +241,13 @@ class Server:
     def write_frame(self, frame):
         """Writes one frame as one line. Encoding errors raise before
         anything is written; after shutdown frames are dropped."""
-        line = json.dumps(frame, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            line = text.encode("utf-8") + b"\n"
+        except UnicodeEncodeError:
+            # Lone surrogates (a file name decoded with surrogateescape) are
+            # not Unicode: strict hosts reject the whole line. Replace them.
+            line = _SURROGATE.sub("\ufffd", text).encode("utf-8") + b"\n"
         with self._write_lock:
             if self._closed:
                 return
@@ -255,6 +270,7 @@ class Server:
     def _shutdown(self):
         deadline = time.monotonic() + self.finish_grace
         with self._state:
+            self._stopping = True
             while (self._pending or self._streams) and time.monotonic() < deadline:
                 self._state.wait(max(0.0, deadline - time.monotonic()))
             pending = list(self._pending)
@@ -296,40 +312,3 @@ def _lines(input, max_line, log):
             log("skipped an input line longer than %d bytes" % max_line)
             continue
         yield line
-
-
-class _DeadlineWatcher:
-    """One thread that answers `E_TIMEOUT` for requests whose deadline
-    passed; started on the first deadline."""
-
-    def __init__(self, expire):
-        self._expire = expire
-        self._heap = []
-        self._order = itertools.count()
-        self._cv = threading.Condition()
-        self._thread = None
-        self._stopped = False
-
-    def add(self, ctx):
-        with self._cv:
-            heapq.heappush(self._heap, (ctx.deadline, next(self._order), ctx))
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True, name="devctl-deadlines")
-                self._thread.start()
-            self._cv.notify()
-
-    def stop(self):
-        with self._cv:
-            self._stopped = True
-            self._cv.notify()
-
-    def _run(self):
-        while True:
-            with self._cv:
-                while not self._stopped and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cv.wait(timeout)
-                if self._stopped:
-                    return
-                _, _, ctx = heapq.heappop(self._heap)
-            self._expire(ctx)

@@ -169,7 +169,8 @@ class Harness:
         first = True
         for raw in self._replies:
             try:
-                frame = json.loads(raw)
+                # Strict UTF-8, as hosts read it.
+                frame = json.loads(raw.decode("utf-8"))
             except ValueError:
                 frame = None
             with self._cv:

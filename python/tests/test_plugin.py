@@ -143,6 +143,18 @@ class Ops(unittest.TestCase):
                 self.assertIn("not JSON-encodable", response.error["message"])
 
 
+class Encoding(unittest.TestCase):
+    def test_lone_surrogates_become_replacement_characters_not_broken_frames(self):
+        plugin = Plugin("p")
+        # What os.listdir gives for a file name that is not UTF-8.
+        plugin.op("names")(lambda ctx, i: {"names": ["ok", "bad\udcff.txt"], "unicode": "é✓"})
+        with Harness(plugin) as harness:
+            response = harness.request("names")
+        self.assertTrue(response.ok, response)
+        self.assertEqual(response.output["names"], ["ok", "bad\ufffd.txt"])
+        self.assertEqual(response.output["unicode"], "é✓")
+
+
 class Concurrency(unittest.TestCase):
     def test_a_blocked_handler_does_not_stall_the_others(self):
         release = threading.Event()
@@ -181,6 +193,15 @@ class Deadlines(unittest.TestCase):
         self.assertIn("100 ms", response.error["message"])
         self.assertLess(elapsed, 1.0)
         self.assertEqual(seen_cancel, [True], "the handler's ctx.cancelled is set at the deadline")
+
+    def test_answered_requests_do_not_pile_up_until_their_deadline(self):
+        plugin = Plugin("p")
+        plugin.op("ping")(lambda ctx, i: {})
+        with Harness(plugin) as harness:
+            ids = [harness.send("ping", deadline_ms=60000) for _ in range(6000)]
+            for request_id in ids:
+                self.assertTrue(harness.response(request_id).ok)
+            self.assertLess(len(harness.server._deadlines._heap), 4096 + 1)
 
     def test_hostile_deadlines_are_ignored_not_obeyed(self):
         plugin = Plugin("p")

@@ -14,7 +14,7 @@ import unittest
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PLUGIN = textwrap.dedent('''
-    import subprocess, sys
+    import subprocess, sys, threading, time
     from devctl_plugin import Plugin
 
     plugin = Plugin("noisy")
@@ -31,6 +31,13 @@ PLUGIN = textwrap.dedent('''
     @plugin.op("hang")
     def hang(ctx, input):
         ctx.wait(60)
+        return {}
+
+    @plugin.op("linger")
+    def linger(ctx, input):
+        # A non-daemon thread that outlives the request: it must not keep
+        # the plugin alive once stdin closes.
+        threading.Thread(target=time.sleep, args=(60,)).start()
         return {}
 
     if __name__ == "__main__":
@@ -59,12 +66,13 @@ class Run(unittest.TestCase):
             {"type": "request", "request_id": "1", "op": "launch.plan", "ctx": {"dry_run": True}},
             {"type": "request", "request_id": "2", "op": "hang", "ctx": {}},
             {"type": "request", "request_id": "3", "op": "launch.plan", "ctx": {}},
+            {"type": "request", "request_id": "4", "op": "linger", "ctx": {}},
         ]
         payload = "".join(json.dumps(r) + "\n" for r in requests).encode()
         # Write, then wait for both answers before closing stdin.
         process.stdin.write(payload)
         process.stdin.flush()
-        lines = [process.stdout.readline() for _ in range(3)]
+        lines = [process.stdout.readline() for _ in range(4)]
         started = time.monotonic()
         process.stdin.close()
         rest = process.stdout.read()
@@ -74,7 +82,7 @@ class Run(unittest.TestCase):
         frames = [json.loads(line) for line in lines + rest.splitlines()]
         self.assertEqual(frames[0]["type"], "handshake")
         by_id = {f["request_id"]: f for f in frames[1:]}
-        self.assertEqual(sorted(by_id), ["1", "2", "3"], frames)
+        self.assertEqual(sorted(by_id), ["1", "2", "3", "4"], frames)
         self.assertTrue(by_id["1"]["ok"] and by_id["3"]["ok"], frames)
         self.assertEqual(by_id["2"]["error"]["code"], "E_CANCELED")
         self.assertEqual(code, 0)

@@ -223,23 +223,32 @@ fn main() -> ExitCode {
     };
     let sdk = as_plugin("sdk", AS_PLUGIN);
     let floor_plugin = as_plugin("floor", AS_FLOOR);
-    let python = PluginSpec {
-        id: "python".into(),
-        program: "python3".into(),
-        args: vec![Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/plugins/python-minimal/plugin.py")
+    let in_repo = |path: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
             .display()
-            .to_string()],
+            .to_string()
+    };
+    let python_plugin = |id: &str, script: &str| PluginSpec {
+        id: id.into(),
+        program: "python3".into(),
+        args: vec![in_repo(script)],
+        // For the devctl_plugin package; the stdlib example ignores it.
+        env: [("PYTHONPATH".to_owned(), in_repo("python"))].into(),
         ..PluginSpec::default()
     };
+    let python = python_plugin("python", "examples/plugins/python-minimal/plugin.py");
+    let python_package = python_plugin("python-package", "python/tests/plugins/ping.py");
     let (seq, piped) = (5_000, 300_000);
     let floor = measure_floor_host(own_command(AS_FLOOR), seq, piped);
-    let (rust, py, sdk_host_floor_plugin, reject_us) = runtime.block_on(async {
+    let (rust, py, py_package, sdk_host_floor_plugin, reject_us) = runtime.block_on(async {
         let rust = measure(&sdk, seq, piped, 2_000_000).await;
         let py = measure(&python, 2_000, 30_000, 200_000).await;
+        let py_package = measure(&python_package, 2_000, 30_000, 0).await;
         let sdk_host = measure(&floor_plugin, seq, piped, 0).await;
         let reject_us = unsupported_rejection(&sdk).await;
-        (rust, py, sdk_host, reject_us)
+        (rust, py, py_package, sdk_host, reject_us)
     });
     let floor_host_sdk_plugin = measure_floor_host(own_command(AS_PLUGIN), seq, piped);
 
@@ -257,6 +266,7 @@ fn main() -> ExitCode {
     row("floor <-> floor (std + serde_json)", &floor);
     row("SDK <-> SDK", &rust);
     row("SDK <-> Python stdlib example", &py);
+    row("SDK <-> Python devctl_plugin (python/)", &py_package);
     row("SDK host <-> floor plugin", &sdk_host_floor_plugin);
     row("floor host <-> SDK plugin", &floor_host_sdk_plugin);
     let events = |f: &Figures| f.events_per_s.unwrap_or(0.0);
@@ -286,6 +296,8 @@ fn main() -> ExitCode {
         "sdk_seq_p50_us": rust.latency_us,
         "floor_seq_p50_us": floor.latency_us,
         "python_seq_p50_us": py.latency_us,
+        "python_package_pipelined_per_s": py_package.pipelined_per_s,
+        "python_package_seq_p50_us": py_package.latency_us,
         "sdk_host_floor_plugin_pipelined_per_s": sdk_host_floor_plugin.pipelined_per_s,
         "sdk_host_floor_plugin_seq_p50_us": sdk_host_floor_plugin.latency_us,
         "floor_host_sdk_plugin_pipelined_per_s": floor_host_sdk_plugin.pipelined_per_s,
