@@ -147,6 +147,8 @@ class Plugin:
         os._exit(code)
 
     def _registrar(self, name, table):
+        if callable(name):
+            raise ValueError("give the op's name: @plugin.op(\"launch.plan\"), not @plugin.op")
         _nonempty(name, "op name")
 
         def register(handler):

@@ -11,6 +11,7 @@ flight gets a short grace to finish, then is cancelled and open streams are
 ended, and `serve` returns.
 """
 
+import inspect
 import itertools
 import json
 import re
@@ -130,7 +131,7 @@ class Server:
     def _run_op(self, ctx, handler, data):
         try:
             data = _object_input(ctx.op, data)
-            output = handler(ctx, data)
+            output = _awaited(handler(ctx, data))
         except BaseException as err:  # noqa: B902 - every failure is an answer
             self._respond(ctx, error=self._error_of(ctx, err))
         else:
@@ -149,7 +150,7 @@ class Server:
                 raise OpError(E_RUNTIME, "invalid input for command.run: argv must be a list of strings",
                               {"kind": "invalid_input"})
             ctx.input = data
-            exit_code = command.handler(ctx, list(argv))
+            exit_code = _awaited(command.handler(ctx, list(argv)))
             if exit_code is None:
                 exit_code = 0
             if isinstance(exit_code, bool) or not isinstance(exit_code, int):
@@ -174,7 +175,7 @@ class Server:
 
         def run():
             try:
-                handler(ctx, data, events)
+                _awaited(handler(ctx, data, events))
             except Cancelled:
                 pass
             except BaseException as err:  # noqa: B902
@@ -288,6 +289,16 @@ class Server:
                 self._output.flush()
             except (OSError, ValueError):
                 pass
+
+
+def _awaited(result):
+    """An `async def` handler's result: its coroutine, run to completion on
+    this thread's own event loop."""
+    if inspect.iscoroutine(result):
+        import asyncio
+
+        return asyncio.run(result)
+    return result
 
 
 def _object_input(op, data):

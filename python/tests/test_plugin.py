@@ -132,6 +132,32 @@ class Ops(unittest.TestCase):
         self.assertEqual(response.error, {"code": "E_MISSING_TOOL", "message": "pnpm is not installed",
                                           "details": {"tool": "pnpm"}})
 
+    def test_async_handlers_are_awaited(self):
+        import asyncio
+
+        plugin = Plugin("p")
+
+        @plugin.op("launch.plan")
+        async def plan(ctx, input):
+            await asyncio.sleep(0.01)
+            return {"services": []}
+
+        @plugin.command("wait")
+        async def wait(ctx, argv):
+            await asyncio.sleep(0)
+            return 4
+
+        with Harness(plugin) as harness:
+            self.assertEqual(harness.request("launch.plan").output, {"services": []})
+            self.assertEqual(harness.run_command("wait").output, {"exit_code": 4})
+
+    def test_a_decorator_without_its_name_says_how_to_write_it(self):
+        plugin = Plugin("p")
+        with self.assertRaisesRegex(ValueError, r'@plugin.op\("launch.plan"\)'):
+            @plugin.op
+            def plan(ctx, input):
+                return {}
+
     def test_output_that_is_not_json_is_still_one_answer(self):
         plugin = Plugin("p")
         plugin.op("nan")(lambda ctx, i: {"x": float("nan")})
