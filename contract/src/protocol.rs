@@ -273,59 +273,6 @@ impl std::fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Decodes one NDJSON line into a frame, as [`decode_frame`] does, in one
-/// pass when the line names its `type` first (as every writer we know does:
-/// the SDK, the Go devctl, Python's `json.dumps` of a dict built in order).
-///
-/// serde decodes an internally tagged enum by buffering the whole object
-/// into an intermediate tree first (every string copied, every map
-/// allocated twice); reading the tag off the front and decoding the frame's
-/// own struct straight from the bytes skips that. Anything else takes the
-/// general path, with the same answers.
-pub fn decode_frame_bytes(line: &[u8]) -> Result<Frame, FrameError> {
-    let fast = match leading_type(line) {
-        Some(b"response") => serde_json::from_slice(line).map(Frame::Response).ok(),
-        Some(b"request") => serde_json::from_slice(line).map(Frame::Request).ok(),
-        Some(b"event") => serde_json::from_slice(line).map(Frame::Event).ok(),
-        _ => None,
-    };
-    match fast {
-        Some(frame) => Ok(frame),
-        None => match std::str::from_utf8(line) {
-            Ok(text) => decode_frame(text),
-            Err(err) => Err(FrameError::InvalidJson(format!("not UTF-8: {err}"))),
-        },
-    }
-}
-
-/// The value of a `"type"` key that opens the object, if it is a plain
-/// string and the object has no second `"type"` key to contradict it.
-fn leading_type(line: &[u8]) -> Option<&[u8]> {
-    let rest = skip_ws(line).strip_prefix(b"{")?;
-    let rest = skip_ws(rest).strip_prefix(b"\"type\"")?;
-    let rest = skip_ws(rest).strip_prefix(b":")?;
-    let rest = skip_ws(rest).strip_prefix(b"\"")?;
-    let end = rest.iter().position(|&b| b == b'"' || b == b'\\')?;
-    let after = skip_ws(&rest[end + 1..]);
-    let repeated = memfind(after, b"\"type\"");
-    (rest[end] == b'"' && matches!(after.first(), Some(b',' | b'}')) && !repeated)
-        .then_some(&rest[..end])
-}
-
-fn skip_ws(bytes: &[u8]) -> &[u8] {
-    let start = bytes
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(bytes.len());
-    &bytes[start..]
-}
-
-fn memfind(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
 /// Decodes one NDJSON line into a frame.
 pub fn decode_frame(line: &str) -> Result<Frame, FrameError> {
     let value: Value =
@@ -421,35 +368,6 @@ mod tests {
         let malformed = decode_frame(r#"{"type":"response","ok":"yes"}"#).unwrap_err();
         assert_eq!(malformed.code(), ErrorCode::UnexpectedFrame);
         assert!(malformed.to_string().contains("malformed response frame"));
-    }
-
-    #[test]
-    fn the_one_pass_decoder_agrees_with_the_general_one() {
-        let lines = [
-            r#"{"type":"response","request_id":"a","ok":true,"output":{"x":[1,"y"]}}"#,
-            r#"{ "type" : "response", "request_id": "a", "ok": false, "error": {"code": "E_UNSUPPORTED", "message": "no"}}"#,
-            r#"{"type":"request","request_id":"r","op":"ping","ctx":{"dry_run":true},"input":{"a":"\u00e9"}}"#,
-            r#"{"type":"event","stream_id":"s","event":"end","ok":true}"#,
-            r#"{"request_id":"a","type":"response","ok":true}"#,
-            r#"{"type":"response","ok":"yes"}"#,
-            r#"{"type":"response","request_id":"a","ok":true,"type":"event"}"#,
-            r#"{"type":"respon\u0073e","request_id":"a","ok":true}"#,
-            r#"{"type":"handshake","protocol_version":"v2","plugin_name":"p"}"#,
-            r#"{"type":"log"}"#,
-            "hello",
-            "",
-        ];
-        for line in lines {
-            assert_eq!(
-                decode_frame_bytes(line.as_bytes()),
-                decode_frame(line),
-                "{line}"
-            );
-        }
-        assert!(matches!(
-            decode_frame_bytes(b"{\"type\":\"response\",\xff}"),
-            Err(FrameError::InvalidJson(_))
-        ));
     }
 
     #[test]

@@ -11,9 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use devctl_contract::protocol::{
-    decode_frame, decode_frame_bytes, Event, Frame, FrameError, Response,
-};
+use devctl_contract::protocol::{decode_frame, Event, Frame, FrameError, Response};
 use devctl_contract::ErrorCode;
 use tokio::io::AsyncBufRead;
 use tokio::sync::{oneshot, Notify};
@@ -200,7 +198,7 @@ pub(crate) async fn read_frames<R: AsyncBufRead + Unpin>(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match decode_frame_bytes(line) {
+        match serde_json::from_slice::<Frame>(line) {
             Ok(Frame::Response(response)) => {
                 if let Err(fatal) = connection.route_response(response) {
                     break fatal;

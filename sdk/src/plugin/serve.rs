@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use devctl_contract::ops::{CommandRunInput, CommandRunOutput, COMMAND_RUN};
-use devctl_contract::protocol::{
-    decode_frame_bytes, ErrorBody, Frame, Handshake, Request, Response,
-};
+use devctl_contract::protocol::{ErrorBody, Frame, Handshake, Request, Response};
 use devctl_contract::ErrorCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
@@ -218,7 +216,7 @@ enum BadLine {
 }
 
 fn parse_request(line: &[u8]) -> Result<Request, BadLine> {
-    match decode_frame_bytes(line) {
+    match serde_json::from_slice::<Frame>(line) {
         Ok(Frame::Request(request)) if !request.request_id.is_empty() => Ok(request),
         Ok(Frame::Request(_)) => Err(BadLine::Ignored("a request without request_id".into())),
         Ok(other) => Err(BadLine::Ignored(format!(
