@@ -235,6 +235,12 @@ pub fn family_of(id: &str) -> &str {
     id.split('.').next().unwrap_or(id)
 }
 
+/// Where the protocol's prose states the rule a check judges: a section
+/// per family in the toolkit's `docs/protocol.md` ("What plugins must do").
+pub fn rule_anchor(id: &str) -> String {
+    format!("docs/protocol.md#{}", family_of(id))
+}
+
 /// The `--list` table.
 pub fn listing() -> String {
     use std::fmt::Write as _;
@@ -257,6 +263,10 @@ pub fn listing() -> String {
             info.why
         );
     }
+    let _ = writeln!(
+        out,
+        "\nThe rules in prose, a section per family: docs/protocol.md#what-plugins-must-do"
+    );
     out
 }
 
@@ -274,6 +284,23 @@ mod tests {
         }
         for check in CATALOGUE {
             assert!(FAMILIES.contains(&family_of(check.id)), "{}", check.id);
+        }
+    }
+
+    #[test]
+    fn every_family_has_its_rule_in_the_protocol_doc() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/protocol.md");
+        let doc = std::fs::read_to_string(path).expect("docs/protocol.md");
+        let rules = doc
+            .split("\n## What plugins must do\n")
+            .nth(1)
+            .expect("docs/protocol.md has a section \"What plugins must do\"");
+        for family in FAMILIES {
+            assert!(
+                rules.lines().any(|line| line == format!("### {family}")),
+                "docs/protocol.md, \"What plugins must do\", has no section for {family} (the anchor {} points at it)",
+                rule_anchor(family)
+            );
         }
     }
 

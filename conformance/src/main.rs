@@ -117,7 +117,7 @@ fn op_timeout(text: &str) -> Result<Duration, String> {
 
 /// How the run ended.
 enum Outcome {
-    Report(Result<Report>),
+    Report(Box<Report>),
     Signal { name: &'static str, code: u8 },
 }
 
@@ -139,8 +139,8 @@ fn main() -> ExitCode {
     }
     let outcome = prepare(&cli).and_then(|suite| run(&suite));
     let report = match outcome {
-        Ok(Outcome::Report(Ok(report))) => report,
-        Ok(Outcome::Report(Err(err))) | Err(err) => {
+        Ok(Outcome::Report(report)) => *report,
+        Err(err) => {
             eprintln!("devctl-conformance: {err:#}");
             return ExitCode::from(2);
         }
@@ -209,7 +209,7 @@ fn run(suite: &Suite) -> Result<Outcome> {
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         Ok(tokio::select! {
-            report = suite.run_async() => Outcome::Report(report.map_err(anyhow::Error::from)),
+            report = suite.run_async() => Outcome::Report(Box::new(report?)),
             _ = interrupt.recv() => Outcome::Signal { name: "interrupted", code: 130 },
             _ = terminate.recv() => Outcome::Signal { name: "terminated", code: 143 },
         })

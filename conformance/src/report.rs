@@ -54,6 +54,9 @@ pub struct CheckResult {
 /// The whole run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
+    /// Which suite judged the plugin: the `devctl-conformance --version`
+    /// line, e.g. `devctl-conformance 0.1.0`.
+    pub suite: String,
     /// The plugin command line.
     pub plugin: Vec<String>,
     /// `plugin_name` from the handshake, when there was one.
@@ -84,6 +87,11 @@ pub struct Summary {
     pub ok: bool,
 }
 
+/// The `devctl-conformance --version` line of this build.
+pub fn suite_version() -> String {
+    format!("devctl-conformance {}", env!("CARGO_PKG_VERSION"))
+}
+
 impl Report {
     pub(crate) fn new(run: RunFacts, mut checks: Vec<CheckResult>, baseline: &Baseline) -> Report {
         let mut fixed = Vec::new();
@@ -111,6 +119,7 @@ impl Report {
             baseline_fixed: fixed,
         };
         Report {
+            suite: suite_version(),
             plugin: run.plugin,
             plugin_name: run.plugin_name,
             repo_root: run.repo_root,
@@ -151,7 +160,8 @@ impl Report {
         let name = self.plugin_name.as_deref().unwrap_or("(no handshake)");
         let _ = writeln!(
             out,
-            "devctl-conformance: {} (plugin {name:?})",
+            "{}: {} (plugin {name:?})",
+            self.suite,
             self.plugin.join(" ")
         );
         for note in &self.notes {
@@ -186,7 +196,8 @@ impl Report {
                 one_line(&check.message)
             );
             if let (Some(fix), Status::Fail | Status::KnownFailure) = (&check.fix, check.status) {
-                let _ = writeln!(out, "{:indent$}fix: {fix}", "");
+                let rule = crate::catalogue::rule_anchor(&check.id);
+                let _ = writeln!(out, "{:indent$}fix: {fix} (the rule: {rule})", "");
             }
         }
         let s = &self.summary;

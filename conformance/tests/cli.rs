@@ -80,6 +80,42 @@ fn json_output_is_the_report() {
 }
 
 #[test]
+fn every_report_names_the_suite_version_that_judged() {
+    let mut version = Command::cargo_bin("devctl-conformance").unwrap();
+    let line = version.arg("--version").output().unwrap();
+    assert_eq!(line.status.code(), Some(0));
+    let line = String::from_utf8_lossy(&line.stdout).trim().to_owned();
+    assert!(line.starts_with("devctl-conformance 0."), "{line}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("report.xml");
+    let json = suite(
+        &[
+            "--format",
+            "json",
+            "--junit",
+            xml.to_str().unwrap(),
+            "--only",
+            "handshake",
+        ],
+        "good",
+    )
+    .output()
+    .unwrap();
+    let report: Report = serde_json::from_slice(&json.stdout).expect("JSON report");
+    assert_eq!(report.suite, line);
+    assert!(report.human().starts_with(&format!("{line}: python3 ")));
+    // Read back as CI reads JUnit: a property of the test suite.
+    let read = r#"
+import sys, xml.etree.ElementTree as ET
+suite = ET.parse(sys.argv[1]).getroot().find("testsuite")
+props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+print(props["devctl-conformance --version"])
+"#;
+    assert_eq!(python_on(read, &xml), line);
+}
+
+#[test]
 fn only_and_skip_select_checks() {
     let output = suite(
         &[
@@ -122,10 +158,15 @@ assert int(suite.get("tests")) == len(cases) > 20, (suite.get("tests"), len(case
 assert int(suite.get("failures")) == len(failed) == 1, failed
 print(failed[0])
 "#;
+    assert_eq!(python_on(check, &xml), "response.exactly-one");
+}
+
+/// Runs a Python script on `file`; its trimmed stdout.
+fn python_on(script: &str, file: &Path) -> String {
     let output = std::process::Command::new("python3")
         .arg("-c")
-        .arg(check)
-        .arg(&xml)
+        .arg(script)
+        .arg(file)
         .output()
         .unwrap();
     assert!(
@@ -133,10 +174,7 @@ print(failed[0])
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout).trim(),
-        "response.exactly-one"
-    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 #[test]

@@ -61,6 +61,11 @@ impl ErrorCode {
         }
     }
 
+    /// Every code protocol v2 defines, in wire spelling.
+    pub fn known() -> impl Iterator<Item = &'static str> {
+        KNOWN.iter().map(|(_, text)| *text)
+    }
+
     /// Parses a wire code; unknown codes become [`ErrorCode::Other`].
     pub fn parse(text: &str) -> ErrorCode {
         KNOWN
@@ -96,7 +101,7 @@ impl JsonSchema for ErrorCode {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let known: Vec<&str> = KNOWN.iter().map(|(_, text)| *text).collect();
+        let known: Vec<&str> = ErrorCode::known().collect();
         schemars::json_schema!({
             "description": "A protocol error code. The listed codes are defined by protocol v2; peers may send others, which must be treated like E_RUNTIME.",
             "type": "string",

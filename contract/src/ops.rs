@@ -18,6 +18,15 @@ pub const VALIDATE_RUN: &str = "validate.run";
 pub const LAUNCH_PLAN: &str = "launch.plan";
 pub const COMMAND_RUN: &str = "command.run";
 
+/// The pipeline ops, in the order hosts run them (`command.run` is not one).
+pub const PIPELINE: [&str; 5] = [
+    CONFIG_MUTATE,
+    BUILD_RUN,
+    PREPARE_RUN,
+    VALIDATE_RUN,
+    LAUNCH_PLAN,
+];
+
 /// Input of `config.mutate`, `validate.run` and `launch.plan`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct ConfigInput {

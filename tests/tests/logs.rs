@@ -44,7 +44,8 @@ fn both_streams_of_every_service_merge_in_time_order() {
     ]}));
     let up = repo.devctl(&["up", "-d"]);
     assert!(up.status.success(), "{}", stderr(&up));
-    let text = wait_logs(&repo, &["--no-prefix"], "b2");
+    // A whole line: the "started" line of web also shows "echo b2".
+    let text = wait_logs(&repo, &["--no-prefix"], "\nb2\n");
     let lines: Vec<&str> = text
         .lines()
         .filter(|l| ["a1", "b1", "a2-err", "b2"].contains(l))

@@ -34,13 +34,7 @@ use crate::observe::clip;
 pub(crate) const UNKNOWN_OP: &str = "devctl.conformance.unknown-op";
 
 /// The pipeline ops, in the order hosts call them.
-pub(crate) const PIPELINE_OPS: &[&str] = &[
-    CONFIG_MUTATE,
-    BUILD_RUN,
-    PREPARE_RUN,
-    VALIDATE_RUN,
-    LAUNCH_PLAN,
-];
+pub(crate) const PIPELINE_OPS: &[&str] = &devctl_contract::ops::PIPELINE;
 
 /// Ops that only answer questions (a patch, a verdict, a plan): malformed
 /// probes go to one of these, so that even a plugin that misreads a probe

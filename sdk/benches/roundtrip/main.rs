@@ -1,0 +1,329 @@
+//! Host ↔ plugin over real child processes and real pipes.
+//!
+//! Measures in one run, with the same requests: the SDK host driving an SDK
+//! plugin (this binary re-executed as a plugin), the SDK host driving the
+//! Python stdlib example plugin (`examples/plugins/python-minimal`), and the
+//! floor: a host and a plugin written with std + serde_json only
+//! ([`floor`]). Also each SDK half against the floor's other half (where the
+//! time goes), stream events per second, and the cost of rejecting an
+//! undeclared op. Writes the figures to `target/bench/roundtrip.json`.
+//!
+//! Targets: SDK pipelined ≥ 60% of the floor; SDK sequential p50 ≤ the
+//! Python plugin's; ≥ 500k stream events/s; unsupported-op rejection < 10 µs.
+//! Run: `cargo bench -p devctl-sdk --bench roundtrip`.
+
+mod floor;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devctl_sdk::host::{Client, HostOptions, PluginSpec, RequestMeta, StderrSink};
+use devctl_sdk::plugin::{Ctx, OpError, Plugin};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+const AS_PLUGIN: &str = "DEVCTL_BENCH_AS_PLUGIN";
+const AS_FLOOR: &str = "DEVCTL_BENCH_AS_FLOOR";
+/// Requests in flight at most, for every host.
+const WINDOW: usize = 1024;
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+struct Ticks {
+    count: u64,
+}
+
+/// The SDK plugin under test: the same ops as the Python example.
+fn sdk_plugin() -> ExitCode {
+    Plugin::new("bench")
+        .op("ping", |_: Ctx, input: Value| async move {
+            Ok::<_, OpError>(input)
+        })
+        .stream("ticks", |_: Ctx, input: Ticks, sink| async move {
+            for n in 0..input.count {
+                let mut fields = serde_json::Map::new();
+                fields.insert("n".into(), json!(n));
+                sink.emit("tick", Some(fields)).await;
+            }
+            Ok(())
+        })
+        .run()
+}
+
+struct Figures {
+    latency_us: f64,
+    pipelined_per_s: f64,
+    events_per_s: Option<f64>,
+}
+
+fn median_us(mut latencies: Vec<Duration>) -> f64 {
+    latencies.sort();
+    latencies[latencies.len() / 2].as_secs_f64() * 1e6
+}
+
+fn payload() -> Value {
+    json!({"hello": "world", "n": 1})
+}
+
+/// The SDK host driving `spec`: sequential latency, pipelined throughput
+/// and (when `events` > 0) stream events per second.
+async fn measure(spec: &PluginSpec, sequential: usize, pipelined: usize, events: u64) -> Figures {
+    let options = HostOptions {
+        stderr: StderrSink::Discard,
+        ..HostOptions::default()
+    };
+    let client = Arc::new(
+        Client::start(spec, RequestMeta::default(), options)
+            .await
+            .expect("plugin starts"),
+    );
+    let payload = payload();
+
+    for _ in 0..200 {
+        client
+            .call("ping", payload.clone(), TIMEOUT)
+            .await
+            .expect("warm-up");
+    }
+    let mut latencies = Vec::with_capacity(sequential);
+    for _ in 0..sequential {
+        let started = Instant::now();
+        client
+            .call("ping", payload.clone(), TIMEOUT)
+            .await
+            .expect("ping");
+        latencies.push(started.elapsed());
+    }
+    let latency_us = median_us(latencies);
+
+    let window = WINDOW;
+    let started = Instant::now();
+    let mut in_flight: JoinSet<Result<(), devctl_sdk::host::OpError>> = JoinSet::new();
+    for _ in 0..pipelined {
+        if in_flight.len() >= window {
+            in_flight
+                .join_next()
+                .await
+                .expect("task")
+                .expect("joined")
+                .expect("ping");
+        }
+        let client = client.clone();
+        let payload = payload.clone();
+        in_flight.spawn(async move { client.call("ping", payload, TIMEOUT).await.map(|_| ()) });
+    }
+    while let Some(done) = in_flight.join_next().await {
+        done.expect("joined").expect("ping");
+    }
+    let pipelined_per_s = pipelined as f64 / started.elapsed().as_secs_f64();
+
+    let events_per_s = if events > 0 {
+        Some(stream_events(&client, events).await)
+    } else {
+        None
+    };
+    let client = Arc::into_inner(client).expect("sole owner");
+    client.close().await;
+    Figures {
+        latency_us,
+        pipelined_per_s,
+        events_per_s,
+    }
+}
+
+async fn stream_events(client: &Client, events: u64) -> f64 {
+    let started = Instant::now();
+    let mut stream = client
+        .start_stream("ticks", json!({"count": events}), TIMEOUT)
+        .await
+        .expect("stream");
+    let mut seen = 0u64;
+    while let Some(event) = stream.next().await.expect("event") {
+        if !event.is_end() {
+            seen += 1;
+        }
+    }
+    assert_eq!(seen + stream.dropped(), events);
+    assert_eq!(
+        stream.dropped(),
+        0,
+        "bench aborted: the host dropped stream events"
+    );
+    seen as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The floor host driving `command`.
+fn measure_floor_host(
+    command: std::process::Command,
+    sequential: usize,
+    pipelined: usize,
+) -> Figures {
+    let mut host = floor::Host::start(command);
+    let input = payload();
+    host.sequential(&input, 200);
+    let latency_us = median_us(host.sequential(&input, sequential));
+    let pipelined_per_s = host.pipelined(&input, pipelined, WINDOW);
+    host.close();
+    Figures {
+        latency_us,
+        pipelined_per_s,
+        events_per_s: None,
+    }
+}
+
+async fn unsupported_rejection(spec: &PluginSpec) -> f64 {
+    let options = HostOptions {
+        stderr: StderrSink::Discard,
+        ..HostOptions::default()
+    };
+    let client = Client::start(spec, RequestMeta::default(), options)
+        .await
+        .expect("starts");
+    let runs = 100_000;
+    let started = Instant::now();
+    for _ in 0..runs {
+        let err = client
+            .call("build.run", Value::Null, TIMEOUT)
+            .await
+            .unwrap_err();
+        assert!(err.is_unsupported());
+    }
+    let per_call = started.elapsed().as_secs_f64() / runs as f64;
+    client.close().await;
+    per_call * 1e6
+}
+
+fn main() -> ExitCode {
+    if std::env::var_os(AS_PLUGIN).is_some() {
+        return sdk_plugin();
+    }
+    if std::env::var_os(AS_FLOOR).is_some() {
+        return floor::plugin();
+    }
+    // `cargo bench` passes `--bench`; nothing else to parse. The host side
+    // is I/O-bound, so it runs on one thread, as the orchestrator does.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let own = std::env::current_exe().expect("own path");
+    let as_plugin = |id: &str, variable: &str| PluginSpec {
+        id: id.into(),
+        program: own.clone(),
+        env: [(variable.to_owned(), "1".to_owned())].into(),
+        ..PluginSpec::default()
+    };
+    let own_command = |variable: &str| {
+        let mut command = std::process::Command::new(&own);
+        command.env(variable, "1");
+        command
+    };
+    let sdk = as_plugin("sdk", AS_PLUGIN);
+    let floor_plugin = as_plugin("floor", AS_FLOOR);
+    let in_repo = |path: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path)
+            .display()
+            .to_string()
+    };
+    let python_plugin = |id: &str, script: &str| PluginSpec {
+        id: id.into(),
+        program: "python3".into(),
+        args: vec![in_repo(script)],
+        // For the devctl_plugin package; the stdlib example ignores it.
+        env: [("PYTHONPATH".to_owned(), in_repo("python"))].into(),
+        ..PluginSpec::default()
+    };
+    let python = python_plugin("python", "examples/plugins/python-minimal/plugin.py");
+    let python_package = python_plugin("python-package", "python/tests/plugins/ping.py");
+    let (seq, piped) = (5_000, 300_000);
+    let floor = measure_floor_host(own_command(AS_FLOOR), seq, piped);
+    let (rust, py, py_package, sdk_host_floor_plugin, reject_us) = runtime.block_on(async {
+        let rust = measure(&sdk, seq, piped, 2_000_000).await;
+        let py = measure(&python, 2_000, 30_000, 200_000).await;
+        let py_package = measure(&python_package, 2_000, 30_000, 0).await;
+        let sdk_host = measure(&floor_plugin, seq, piped, 0).await;
+        let reject_us = unsupported_rejection(&sdk).await;
+        (rust, py, py_package, sdk_host, reject_us)
+    });
+    let floor_host_sdk_plugin = measure_floor_host(own_command(AS_PLUGIN), seq, piped);
+
+    println!("over real pipes, one run; SDK host: current-thread runtime; SDK plugin: SDK default (2 workers)");
+    println!(
+        "{:<44} {:>14} {:>16}",
+        "host <-> plugin", "pipelined", "sequential p50"
+    );
+    let row = |name: &str, f: &Figures| {
+        println!(
+            "{name:<44} {:>12.0}/s {:>13.1} us",
+            f.pipelined_per_s, f.latency_us
+        )
+    };
+    row("floor <-> floor (std + serde_json)", &floor);
+    row("SDK <-> SDK", &rust);
+    row("SDK <-> Python stdlib example", &py);
+    row("SDK <-> Python devctl_plugin (python/)", &py_package);
+    row("SDK host <-> floor plugin", &sdk_host_floor_plugin);
+    row("floor host <-> SDK plugin", &floor_host_sdk_plugin);
+    let events = |f: &Figures| f.events_per_s.unwrap_or(0.0);
+    println!(
+        "stream events: SDK {:.0}/s, Python {:.0}/s; unsupported-op rejection {reject_us:.2} us",
+        events(&rust),
+        events(&py)
+    );
+    let share = rust.pipelined_per_s / floor.pipelined_per_s;
+    let verdict = |ok: bool| if ok { "met" } else { "NOT MET" };
+    println!("samples: {seq} sequential round trips, {piped} pipelined requests (window {WINDOW}) per pair; Python 2000 and 30000");
+    println!(
+        "targets: SDK pipelined >= 60% of the floor: {:.0}% {}; SDK p50 <= Python's: {:.1} vs {:.1} us {}; events >= 500k/s {}; rejection < 10 us {}",
+        share * 100.0,
+        verdict(share >= 0.6),
+        rust.latency_us,
+        py.latency_us,
+        verdict(rust.latency_us <= py.latency_us),
+        verdict(events(&rust) >= 500_000.0),
+        verdict(reject_us < 10.0)
+    );
+
+    let figures = json!({
+        "sdk_pipelined_per_s": rust.pipelined_per_s,
+        "floor_pipelined_per_s": floor.pipelined_per_s,
+        "python_pipelined_per_s": py.pipelined_per_s,
+        "sdk_seq_p50_us": rust.latency_us,
+        "floor_seq_p50_us": floor.latency_us,
+        "python_seq_p50_us": py.latency_us,
+        "python_package_pipelined_per_s": py_package.pipelined_per_s,
+        "python_package_seq_p50_us": py_package.latency_us,
+        "sdk_host_floor_plugin_pipelined_per_s": sdk_host_floor_plugin.pipelined_per_s,
+        "sdk_host_floor_plugin_seq_p50_us": sdk_host_floor_plugin.latency_us,
+        "floor_host_sdk_plugin_pipelined_per_s": floor_host_sdk_plugin.pipelined_per_s,
+        "floor_host_sdk_plugin_seq_p50_us": floor_host_sdk_plugin.latency_us,
+        "sdk_events_per_s": events(&rust),
+        "python_events_per_s": events(&py),
+        "unsupported_rejection_us": reject_us,
+        "window": WINDOW,
+    });
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("bench");
+    let path = dir.join("roundtrip.json");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&figures).unwrap_or_default() + "\n",
+        )
+    });
+    match written {
+        Ok(()) => println!("figures: {}", path.display()),
+        Err(err) => {
+            eprintln!("cannot write {}: {err}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
