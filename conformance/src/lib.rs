@@ -28,4 +28,5 @@ mod suite;
 pub use catalogue::{listing, CheckInfo, CATALOGUE, FAMILIES};
 pub use clock::{DEFAULT_OP_TIMEOUT, OP_TIMEOUT_RANGE, SCALE_RANGE};
 pub use report::{suite_version, Baseline, CheckResult, Report, Severity, Status, Summary};
+pub use session::claim_adopted_children;
 pub use suite::{Suite, SuiteError};

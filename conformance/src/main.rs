@@ -137,6 +137,9 @@ fn main() -> ExitCode {
         print!("{}", listing());
         return ExitCode::SUCCESS;
     }
+    // This process runs one suite and starts nothing else: any child it
+    // adopts is the plugin's.
+    devctl_conformance::claim_adopted_children();
     let outcome = prepare(&cli).and_then(|suite| run(&suite));
     let report = match outcome {
         Ok(Outcome::Report(report)) => *report,

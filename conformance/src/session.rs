@@ -568,22 +568,50 @@ fn register_root(pid: u32, running: bool) {
     }
 }
 
+/// Set by a process that exists only to run suites (the command line):
+/// then every child it did not start as a plugin is a plugin's escaped
+/// descendant. A library user's process may have children of its own, so
+/// it is off by default.
+static CLAIM_ADOPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Treats every child of this process that is not a plugin the suite
+/// started as a plugin's escaped descendant (found and stopped even when
+/// it cleared its environment). Call it only in a process that starts no
+/// other children, as `devctl-conformance` does.
+pub fn claim_adopted_children() {
+    CLAIM_ADOPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Processes adopted by the suite that started since `since` (and their
-/// descendants): escaped from a plugin, whichever.
+/// descendants): escaped from a plugin, whichever. Those that carry a
+/// lineage mark belong to that lineage and are left to it.
 fn adopted_strays(since: u64) -> Vec<ProcessId> {
+    if !CLAIM_ADOPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        return Vec::new();
+    }
     let Ok(table) = ProcessTable::read() else {
         return Vec::new();
     };
     let roots = ROOTS.lock().map(|r| r.clone()).unwrap_or_default();
     let mut found = Vec::new();
     for child in table.children(std::process::id()) {
-        if roots.contains(&child.pid) || child.start_time < since {
+        if roots.contains(&child.pid) || child.start_time < since || has_lineage(child.pid) {
             continue;
         }
         found.push(child);
         found.extend(table.descendants(child.pid));
     }
     found
+}
+
+/// Whether a process carries any lineage mark in its environment.
+fn has_lineage(pid: u32) -> bool {
+    let needle = format!("{}=", Lineage::VAR);
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+        environ
+            .split(|b| *b == 0)
+            .any(|entry| entry.starts_with(needle.as_bytes()))
+    })
 }
 
 /// Stops every process of a lineage: on close, and on drop (an interrupted
