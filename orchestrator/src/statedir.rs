@@ -154,6 +154,12 @@ impl StateDir {
         self.dir.len(SUPERVISOR_LOG).ok().flatten().unwrap_or(0)
     }
 
+    /// Whether `.devctl` is still this directory (it may have been deleted
+    /// and made anew by another `up`).
+    pub fn is_current(&self) -> bool {
+        self.dir.is_at_path()
+    }
+
     /// `.devctl/logs/`, created when missing.
     pub fn logs(&self) -> Result<PrivateDir, FsError> {
         self.dir.create_subdir(LOGS)

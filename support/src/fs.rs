@@ -143,6 +143,17 @@ impl PrivateDir {
         self.path.join(name)
     }
 
+    /// Whether its path still names this very directory (not deleted, not
+    /// replaced by another one since it was opened).
+    pub fn is_at_path(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(open) = fstat(&self.fd) else {
+            return false;
+        };
+        std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|now| now.dev() == open.st_dev as u64 && now.ino() == open.st_ino as u64)
+    }
+
     /// This directory as a path through its open handle (`/proc/self/fd/N`):
     /// whatever is later put in its place, reads through it stay here.
     pub fn handle(&self) -> PathBuf {
@@ -502,6 +513,19 @@ mod tests {
             std::fs::read_to_string(dir.path().join("out")).unwrap(),
             "new"
         );
+    }
+
+    #[test]
+    fn a_directory_deleted_and_made_anew_is_not_the_one_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d");
+        let private = PrivateDir::create(&path).unwrap();
+        assert!(private.is_at_path());
+        std::fs::remove_dir(&path).unwrap();
+        assert!(!private.is_at_path());
+        std::fs::create_dir(&path).unwrap();
+        assert!(!private.is_at_path());
+        assert!(PrivateDir::create(&path).unwrap().is_at_path());
     }
 
     #[test]

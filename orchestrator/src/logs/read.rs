@@ -156,7 +156,8 @@ pub fn history(
     mut emit: impl FnMut(usize, Record) -> bool,
 ) {
     if let Some(n) = tail {
-        let last = tail_where(sources, n, window.since.as_deref(), mark, |r| {
+        // `--tail N` asked for: read as far back as it takes.
+        let last = tail_where(sources, n, window.since.as_deref(), mark, None, |r| {
             window.contains(r)
         });
         for (index, record) in last {
@@ -195,20 +196,28 @@ pub fn history(
     }
 }
 
+/// How far back from the end of a service's logs a look for its last
+/// lines goes when it must answer at once (a dashboard, `status`): a filter
+/// that matches little, or a file of one endless line, must not make it
+/// read a gigabyte.
+pub const QUICK_SCAN: u64 = 8 << 20;
+
 /// The last `n` records that `keep` accepts of each source (none older
 /// than `since`), up to `mark`, merged in time order: read from the end of
-/// the files, so a 1 GB log costs what its last lines cost.
+/// the files, so a 1 GB log costs what its last lines cost; at most `scan`
+/// bytes of each source are read (all of it when `None`).
 pub fn tail_where(
     sources: &[Source],
     n: usize,
     since: Option<&str>,
     mark: &Mark,
+    scan: Option<u64>,
     keep: impl Fn(&Record) -> bool,
 ) -> Vec<(usize, Record)> {
     let mut all: Vec<(String, usize, usize, Record)> = Vec::new();
     for (index, source) in sources.iter().enumerate() {
         let end = mark.ends.get(index).copied().flatten();
-        let last = last_records(source, n, end, since, &keep);
+        let last = last_records(source, n, end, since, scan, &keep);
         all.extend(
             last.into_iter()
                 .enumerate()
@@ -291,10 +300,12 @@ pub fn last_lines(dir: &Path, service: &str, stream: super::Stream, n: usize) ->
     // Only the current file: each run starts a new one, and an earlier
     // run's error must not be shown as this run's.
     source.paths = source.paths.split_off(source.paths.len().saturating_sub(1));
-    last_records(&source, n, None, None, |r| r.stream == stream)
-        .into_iter()
-        .map(|r| String::from_utf8_lossy(&r.text).into_owned())
-        .collect()
+    last_records(&source, n, None, None, Some(QUICK_SCAN), |r| {
+        r.stream == stream
+    })
+    .into_iter()
+    .map(|r| String::from_utf8_lossy(&r.text).into_owned())
+    .collect()
 }
 
 /// The last `n` records of a source that `keep` accepts, read from the end
@@ -305,12 +316,14 @@ fn last_records(
     n: usize,
     end: Option<(u64, u64)>,
     since: Option<&str>,
+    scan: Option<u64>,
     keep: impl Fn(&Record) -> bool,
 ) -> Vec<Record> {
     let mut found: Vec<Record> = Vec::new();
     if n == 0 {
         return found;
     }
+    let mut budget = scan.unwrap_or(u64::MAX);
     'files: for (position, path) in source.paths.iter().enumerate().rev() {
         let Some(mut file) = open_log(path) else {
             continue;
@@ -326,7 +339,11 @@ fn last_records(
         let mut tail: Vec<u8> = Vec::new();
         let mut oversized = false;
         while pos > 0 && found.len() < n {
-            let step = pos.min(64 * 1024);
+            if budget == 0 {
+                break 'files;
+            }
+            let step = pos.min(64 * 1024).min(budget);
+            budget -= step;
             pos -= step;
             let mut block = vec![0u8; step as usize];
             if file.seek(SeekFrom::Start(pos)).is_err() || file.read_exact(&mut block).is_err() {

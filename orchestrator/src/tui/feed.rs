@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::environment::Environment;
+use crate::logs::read::QUICK_SCAN;
 use crate::logs::{sources, tail_where, Follower, Mark, Record, Source, Stream};
 use crate::state::now_ms;
 
@@ -15,7 +16,9 @@ use super::app::{LogLine, Snapshot, PANE_LINES};
 /// The environment now. (`.devctl/` may have been created since the
 /// environment was opened: `u` in a repo never run before.)
 pub async fn observe(environment: &mut Environment, root: &Path) -> Snapshot {
-    if environment.dir().is_none() {
+    // `.devctl` may have appeared, or been deleted and made anew by an `up`
+    // elsewhere: follow the one at the path.
+    if environment.dir().is_none_or(|dir| !dir.is_current()) {
         if let Ok(fresh) = Environment::open(root) {
             *environment = fresh;
         }
@@ -86,7 +89,8 @@ impl LogFeed {
     ) -> (LogFeed, Vec<LogLine>) {
         let mark = Mark::now(&chosen);
         let labels: Vec<String> = chosen.iter().map(|s| s.label.clone()).collect();
-        let lines = tail_where(&chosen, n, None, &mark, keep)
+        // At once, on the screen's thread: never more than QUICK_SCAN back.
+        let lines = tail_where(&chosen, n, None, &mark, Some(QUICK_SCAN), keep)
             .into_iter()
             .map(|(i, r)| LogLine::new(&labels[i], r))
             .collect();

@@ -85,6 +85,11 @@ pub async fn run(
     tokio::pin!(stop);
     let mut dirty = true;
     loop {
+        if logs.as_ref().is_some_and(|logs| !logs.is_at_path()) {
+            // Deleted (and maybe made anew): start over with the new one.
+            logs = None;
+            feeds = Feeds::default();
+        }
         if logs.is_none() {
             logs = open_logs(&environment, &mut app);
         }
