@@ -151,7 +151,7 @@ impl PrivateDir {
             return false;
         };
         std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|now| now.dev() == open.st_dev as u64 && now.ino() == open.st_ino as u64)
+            .is_ok_and(|now| now.dev() == open.st_dev && now.ino() == open.st_ino)
     }
 
     /// This directory as a path through its open handle (`/proc/self/fd/N`):
