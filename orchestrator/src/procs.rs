@@ -245,6 +245,9 @@ pub fn stop_note(pid: u32, outcome: Stopped, grace: Duration) -> Option<String> 
     match outcome {
         Stopped::AlreadyGone => None,
         Stopped::Terminated => Some(format!("stopped (pid {pid})")),
+        // A grace of zero is a kill asked for (`x` in the TUI), not a
+        // service that ignored anything.
+        Stopped::Killed if grace.is_zero() => Some(format!("killed (pid {pid})")),
         Stopped::Killed => Some(format!(
             "killed (pid {pid}) after it ignored SIGTERM for {} ms",
             grace.as_millis()
@@ -258,6 +261,7 @@ pub fn describe_stop(name: &str, pid: u32, outcome: Stopped, grace: Duration) ->
     match outcome {
         Stopped::AlreadyGone => None,
         Stopped::Terminated => Some(format!("stopped {name} (pid {pid})")),
+        Stopped::Killed if grace.is_zero() => Some(format!("killed {name} (pid {pid})")),
         Stopped::Killed => Some(format!(
             "{name} (pid {pid}) ignored SIGTERM for {} ms; killed",
             grace.as_millis()
@@ -327,5 +331,21 @@ mod tests {
             stop(&targets, Duration::from_millis(100)).await,
             Stopped::AlreadyGone
         );
+    }
+
+    #[test]
+    fn a_kill_asked_for_is_not_reported_as_an_ignored_sigterm() {
+        let zero = Duration::ZERO;
+        assert_eq!(
+            describe_stop("web", 7, Stopped::Killed, zero).as_deref(),
+            Some("killed web (pid 7)")
+        );
+        assert_eq!(
+            stop_note(7, Stopped::Killed, zero).as_deref(),
+            Some("killed (pid 7)")
+        );
+        let grace = Duration::from_secs(5);
+        assert!(describe_stop("web", 7, Stopped::Killed, grace)
+            .is_some_and(|line| line.contains("ignored SIGTERM for 5000 ms")));
     }
 }
