@@ -230,3 +230,21 @@ fn fix_of(details: &Option<Value>) -> String {
         .map(|fix| format!("\n      fix: {fix}"))
         .unwrap_or_default()
 }
+
+/// A service's bytes as text that cannot drive the terminal: tabs as four
+/// spaces, escape sequences (colours, titles, clears) and other control
+/// characters removed (by a terminal parser, `vte`), any left shown as `�`.
+pub fn printable(bytes: &[u8]) -> String {
+    let mut spaced = Vec::with_capacity(bytes.len());
+    for &byte in bytes {
+        match byte {
+            b'\t' => spaced.extend_from_slice(b"    "),
+            byte => spaced.push(byte),
+        }
+    }
+    let plain = strip_ansi_escapes::strip(&spaced);
+    String::from_utf8_lossy(&plain)
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}

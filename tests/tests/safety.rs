@@ -66,12 +66,20 @@ fn a_forged_state_file_neither_deletes_files_nor_signals_strangers() {
         &json!({
             "version": 2, "repo_root": repo.root, "supervisor_pid": pid,
             "supervisor_start_time": start_time(pid), "socket": victim,
-            "phase": "running", "generation": 1, "error": null,
+            "phase": "running", "generation": 1, "error": "\u{1b}[2J\u{1b}]0;owned\u{7}boom",
             "services": [{"name": "web", "status": "ready", "pid": pid, "pgid": pid,
                 "start_time": start_time(pid), "started_at_ms": 1, "ready_at_ms": 1,
-                "restarts": 0, "exit": null}]
+                "restarts": 0, "exit": null,
+                "endpoint": "\u{1b}]8;;http://evil\u{7}click\u{1b}]8;;\u{7}"}]
         })
         .to_string(),
+    );
+    // What it says cannot drive the terminal.
+    let status = repo.devctl(&["status"]);
+    assert!(
+        stdout(&status).contains("last error: boom") && !stdout(&status).contains('\u{1b}'),
+        "{:?}",
+        stdout(&status)
     );
     let down = repo.devctl(&["down"]);
     assert!(down.status.success(), "{}", stderr(&down));

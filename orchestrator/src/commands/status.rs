@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use devctl_support::fs::PrivateDir;
 
 use devctl::environment::{Environment, Observed};
+use devctl::render::printable;
 use devctl::state::{human_ms, now_ms, ServiceState, ServiceStatus};
 use serde_json::{json, Value};
 
@@ -87,8 +88,11 @@ pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
         }
         Format::Text => {}
     }
+    // What the state file says is shown as text that cannot drive the
+    // terminal: the file may be forged.
+    let shown = |text: &str| printable(text.as_bytes());
     if let Some(reason) = &observed.damaged {
-        eprintln!("warning: {reason}");
+        eprintln!("warning: {}", shown(reason));
     }
     let Some(state) = &observed.state else {
         if let Some(pid) = observed.supervisor {
@@ -111,10 +115,10 @@ pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
         state.generation
     );
     if let Some(error) = &state.error {
-        outln!("last error: {error}");
+        outln!("last error: {}", shown(error));
     }
     if let Some(line) = &state.last_rebuild {
-        outln!("last re-plan: {line}");
+        outln!("last re-plan: {}", shown(line));
     }
     let now = now_ms();
     for service in &state.services {
@@ -124,13 +128,13 @@ pub async fn run(root: &Path, args: &StatusArgs) -> anyhow::Result<u8> {
         );
         let mut details = Vec::new();
         if let Some(endpoint) = &service.endpoint {
-            details.push(endpoint.clone());
+            details.push(shown(endpoint));
         }
         details.push(format!("logs {}", logs.file(&service.name).display()));
         outln!("    {}", details.join("  "));
         if !service.alive() && service.exit.is_some() {
             for line in stderr_tail(&logs, &service.name, args.tail_lines) {
-                outln!("    | {line}");
+                outln!("    | {}", shown(&line));
             }
         }
     }

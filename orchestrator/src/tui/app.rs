@@ -148,23 +148,7 @@ impl LogLine {
     }
 }
 
-/// A service's bytes as text that cannot drive the terminal: tabs as four
-/// spaces, escape sequences (colours, titles, clears) and other control
-/// characters removed (by a terminal parser, `vte`), any left shown as `�`.
-pub fn printable(bytes: &[u8]) -> String {
-    let mut spaced = Vec::with_capacity(bytes.len());
-    for &byte in bytes {
-        match byte {
-            b'\t' => spaced.extend_from_slice(b"    "),
-            byte => spaced.push(byte),
-        }
-    }
-    let plain = strip_ansi_escapes::strip(&spaced);
-    String::from_utf8_lossy(&plain)
-        .chars()
-        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
-        .collect()
-}
+pub use crate::render::printable;
 
 /// How much a lifecycle line matters (events view: `e` hides the lesser).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
