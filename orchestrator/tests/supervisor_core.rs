@@ -116,6 +116,19 @@ impl Driven {
         self.state_dir.read_state().found().expect("a state file")
     }
 
+    /// Reports `path` changed and returns the applied re-plan's line.
+    async fn replan_after_change(&mut self, path: &str) -> String {
+        self.inputs.send(Input::Changed(vec![path.into()])).unwrap();
+        self.until(|event| match event {
+            UpEvent::Replanned {
+                applied: true,
+                line,
+            } => Some(line.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     async fn request(&self, request: Request) -> Reply {
         let (reply, answer) = oneshot::channel();
         self.inputs.send(Input::Control { request, reply }).unwrap();
@@ -405,19 +418,7 @@ async fn a_new_plan_restarts_only_what_changed_and_a_bad_one_changes_nothing() {
     for name in ["api", "web"] {
         std::fs::remove_file(driven.state_dir.root().join(format!("ready.{name}"))).unwrap();
     }
-    driven
-        .inputs
-        .send(Input::Changed(vec!["config/app/local.yaml".into()]))
-        .unwrap();
-    let line = driven
-        .until(|event| match event {
-            UpEvent::Replanned {
-                applied: true,
-                line,
-            } => Some(line.clone()),
-            _ => None,
-        })
-        .await;
+    let line = driven.replan_after_change("config/app/local.yaml").await;
     assert_eq!(
         line,
         "plan 2 (config/app/local.yaml changed): restarted api (env changed); restarted web (depends on a changed service); unchanged: cache"
@@ -465,19 +466,7 @@ async fn an_edited_source_rebuilds_its_step_and_restarts_what_runs_it() {
     for name in ["api", "web"] {
         std::fs::remove_file(driven.state_dir.root().join(format!("ready.{name}"))).unwrap();
     }
-    driven
-        .inputs
-        .send(Input::Changed(vec!["api/src/main.rs".into()]))
-        .unwrap();
-    let line = driven
-        .until(|event| match event {
-            UpEvent::Replanned {
-                applied: true,
-                line,
-            } => Some(line.clone()),
-            _ => None,
-        })
-        .await;
+    let line = driven.replan_after_change("api/src/main.rs").await;
     assert_eq!(
         rebuilds.lock().unwrap().as_slice(),
         [vec!["api".to_owned()]]

@@ -152,14 +152,7 @@ impl Reader {
         let mut pending = Pending::default();
         loop {
             if !pending.bytes.is_empty() && !self.readable_within(PARTIAL_AFTER) {
-                let mut records = Vec::with_capacity(pending.bytes.len() + 32);
-                pending.finish(
-                    &mut records,
-                    &timestamp(SystemTime::now()),
-                    self.stream,
-                    &[],
-                );
-                self.hand_over(records, 1);
+                self.write_partial(&mut pending);
                 continue;
             }
             let read = match self.pipe.read(&mut block) {
@@ -175,16 +168,22 @@ impl Reader {
             }
         }
         if !pending.bytes.is_empty() {
-            let mut records = Vec::with_capacity(pending.bytes.len() + 32);
-            pending.finish(
-                &mut records,
-                &timestamp(SystemTime::now()),
-                self.stream,
-                &[],
-            );
-            self.hand_over(records, 1);
+            self.write_partial(&mut pending);
         }
         self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Writes a line that has no end yet (quiet for a while, or its stream
+    /// ended) as a record of its own.
+    fn write_partial(&mut self, pending: &mut Pending) {
+        let mut records = Vec::with_capacity(pending.bytes.len() + 32);
+        pending.finish(
+            &mut records,
+            &timestamp(SystemTime::now()),
+            self.stream,
+            &[],
+        );
+        self.hand_over(records, 1);
     }
 
     /// Whether the pipe has data (or its end) within `wait`.
