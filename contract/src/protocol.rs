@@ -43,6 +43,18 @@ impl Frame {
         // every value is plain data.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// Appends the frame to `out` as one NDJSON line, newline included.
+    pub fn write_line(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        // As in `to_line`, this cannot fail; if it ever did, nothing half
+        // written stays behind.
+        if serde_json::to_writer(&mut *out, self).is_err() {
+            out.truncate(start);
+            return;
+        }
+        out.push(b'\n');
+    }
 }
 
 /// The plugin's first stdout line: who it is and what it can do.

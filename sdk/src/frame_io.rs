@@ -1,13 +1,16 @@
 //! Reading and writing NDJSON lines: the only place frames touch a pipe.
 //!
 //! [`LineReader`] reads one line at a time with a hard bound on its length,
-//! so a peer that sends a huge line cannot make us buffer it. [`spawn_writer`]
-//! owns the writing half: every frame goes through one task, whole, one line
-//! each, and the buffer is flushed whenever the queue runs dry (so pipelined
-//! frames share a write, and a lone frame is never held back).
+//! so a peer that sends a huge line cannot make us buffer it. [`Writer`]
+//! owns the writing half: every frame goes out whole, one line each, in the
+//! order it was handed over.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite};
+use tokio::sync::{mpsc, Notify};
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,14 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
+impl<R: tokio::io::AsyncRead> LineReader<tokio::io::BufReader<R>> {
+    /// Whether a whole line is already buffered, so the next
+    /// [`LineReader::next_line`] returns without waiting for input.
+    pub fn has_buffered_line(&self) -> bool {
+        memchr_newline(self.inner.buffer()).is_some()
+    }
+}
+
 fn memchr_newline(buf: &[u8]) -> Option<usize> {
     buf.iter().position(|&b| b == b'\n')
 }
@@ -105,41 +116,229 @@ fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// The sending side of the single frame writer. Each message is one whole
-/// line, newline included. The queue is bounded: a producer faster than the
-/// pipe waits instead of piling up memory.
-pub type FrameSender = mpsc::Sender<String>;
+/// A queue into the single frame writer. Each message is one or more whole
+/// lines, newlines included. The queue is bounded: a producer faster than
+/// the pipe waits instead of piling up memory.
+pub type FrameSender = mpsc::Sender<Vec<u8>>;
 
 /// Lines queued for the writer before senders wait.
 const QUEUE: usize = 4096;
+/// The writer takes from its queue until this much is pending, then writes:
+/// about what a pipe holds, so the reader can start on the first part while
+/// the rest is collected (and the queue's bound is what producers feel).
+const WRITE_CHUNK: usize = 64 * 1024;
 
-/// Starts the writer task. It ends when every sender is dropped (after a
-/// final flush) or when a write fails; its result says which.
-pub fn spawn_writer<W>(output: W) -> (FrameSender, tokio::task::JoinHandle<std::io::Result<()>>)
-where
-    W: AsyncWrite + Unpin + Send + 'static,
-{
-    let (tx, mut rx) = mpsc::channel::<String>(QUEUE);
-    let handle = tokio::spawn(async move {
-        let mut out = tokio::io::BufWriter::with_capacity(64 * 1024, output);
-        while let Some(line) = rx.recv().await {
-            out.write_all(line.as_bytes()).await?;
-            // Drain whatever else is queued, then flush once.
-            while let Ok(line) = rx.try_recv() {
-                out.write_all(line.as_bytes()).await?;
+/// The single frame writer: one pipe, written whole line by whole line.
+///
+/// Frames reach it two ways. [`FrameSender`]s queue them for the writer task,
+/// which writes whatever is queued in one go and flushes when the queue runs
+/// dry (so pipelined frames share a write, and a lone frame is never held
+/// back). [`Writer::send`] writes at once from the calling task when the
+/// pipe is idle, which spares a lone answer the wake-up of another task; when
+/// the pipe is busy it queues like everyone else.
+pub struct Writer {
+    shared: Arc<WriterShared>,
+    queue: FrameSender,
+}
+
+struct WriterShared {
+    state: Mutex<WriterState>,
+    /// Tells the writer task that bytes are pending or that it should stop.
+    wake: Notify,
+}
+
+struct WriterState {
+    sink: Pin<Box<dyn AsyncWrite + Send>>,
+    /// Accepted, not yet written: `pending[written..]` (so a partial write
+    /// does not move the rest).
+    pending: Vec<u8>,
+    written: usize,
+    /// Written, not yet flushed.
+    unflushed: bool,
+    failed: Option<std::io::Error>,
+    closed: bool,
+}
+
+impl WriterState {
+    /// Writes everything pending, then flushes.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let result = loop {
+            if self.written == self.pending.len() {
+                self.pending.clear();
+                self.written = 0;
+                break Poll::Ready(Ok(()));
             }
-            out.flush().await?;
+            match self
+                .sink
+                .as_mut()
+                .poll_write(cx, &self.pending[self.written..])
+            {
+                Poll::Ready(Ok(0)) => break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.unflushed = true;
+                }
+                Poll::Ready(Err(err)) => break Poll::Ready(Err(err)),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        match result {
+            Poll::Ready(Ok(())) if self.unflushed => {
+                let flushed = self.sink.as_mut().poll_flush(cx);
+                if let Poll::Ready(Ok(())) = flushed {
+                    self.unflushed = false;
+                }
+                flushed
+            }
+            other => other,
         }
-        out.flush().await?;
-        out.shutdown().await
+    }
+
+    /// Bytes accepted and not yet written.
+    fn backlog(&self) -> usize {
+        self.pending.len() - self.written
+    }
+}
+
+impl Writer {
+    /// A queue into this writer, for other tasks.
+    pub fn sender(&self) -> FrameSender {
+        self.queue.clone()
+    }
+
+    /// Writes `lines` now if the pipe is idle, else queues them.
+    pub async fn send(&self, lines: Vec<u8>) {
+        let mut lines = Some(lines);
+        std::future::poll_fn(|cx| {
+            let mut state = lock(&self.shared.state);
+            if state.backlog() > 0 || state.closed || state.failed.is_some() {
+                return Poll::Ready(());
+            }
+            if let Some(lines) = lines.take() {
+                state.pending.extend_from_slice(&lines);
+            }
+            match state.drive(cx) {
+                Poll::Ready(Ok(())) => {}
+                // The writer task goes on (with a waker of its own).
+                Poll::Pending => self.shared.wake.notify_one(),
+                Poll::Ready(Err(err)) => {
+                    state.failed = Some(err);
+                    self.shared.wake.notify_one();
+                }
+            }
+            Poll::Ready(())
+        })
+        .await;
+        if let Some(lines) = lines {
+            // A closed queue means the writer stopped: the host is gone.
+            let _ = self.queue.send(lines).await;
+        }
+    }
+
+    /// Hands `frame` to the writer task. While little is pending it is
+    /// encoded straight into the writer's buffer (no line of its own, no
+    /// queue message); otherwise it waits in the queue like everyone else.
+    /// Frames pushed together go out in one write.
+    pub async fn push(&self, frame: &devctl_contract::protocol::Frame) {
+        {
+            let mut state = lock(&self.shared.state);
+            if state.backlog() < WRITE_CHUNK && !state.closed && state.failed.is_none() {
+                frame.write_line(&mut state.pending);
+                drop(state);
+                self.shared.wake.notify_one();
+                return;
+            }
+        }
+        // A closed queue means the writer stopped: the peer is gone.
+        let _ = self.queue.send(frame_line(frame)).await;
+    }
+
+    /// The writer task writes what is queued already, then stops.
+    pub fn close(&self) {
+        lock(&self.shared.state).closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Starts the writer task. It ends when every sender (the [`Writer`] and
+/// each [`FrameSender`]) is dropped or [`Writer::close`] is called, after
+/// writing what was queued, or when a write fails; its result says which.
+pub fn spawn_writer<W>(output: W) -> (Writer, tokio::task::JoinHandle<std::io::Result<()>>)
+where
+    W: AsyncWrite + Send + 'static,
+{
+    let (queue, receiver) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let shared = Arc::new(WriterShared {
+        state: Mutex::new(WriterState {
+            sink: Box::pin(output),
+            pending: Vec::new(),
+            written: 0,
+            unflushed: false,
+            failed: None,
+            closed: false,
+        }),
+        wake: Notify::new(),
     });
-    (tx, handle)
+    let task = tokio::spawn(write_frames(shared.clone(), receiver));
+    (Writer { shared, queue }, task)
+}
+
+async fn write_frames(
+    shared: Arc<WriterShared>,
+    mut receiver: mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    loop {
+        let senders_gone = tokio::select! {
+            biased;
+            line = receiver.recv() => match line {
+                Some(line) => {
+                    lock(&shared.state).pending.extend_from_slice(&line);
+                    false
+                }
+                None => true,
+            },
+            () = shared.wake.notified() => false,
+        };
+        let stopping = {
+            let mut state = lock(&shared.state);
+            let stopping = senders_gone || state.closed;
+            // Take what else is queued, up to a pipe's worth (all of it
+            // when stopping), then write.
+            while stopping || state.backlog() < WRITE_CHUNK {
+                match receiver.try_recv() {
+                    Ok(line) => state.pending.extend_from_slice(&line),
+                    Err(_) => break,
+                }
+            }
+            stopping
+        };
+        std::future::poll_fn(|cx| {
+            let mut state = lock(&shared.state);
+            if let Some(err) = state.failed.take() {
+                return Poll::Ready(Err(err));
+            }
+            state.drive(cx)
+        })
+        .await?;
+        if stopping {
+            let mut sink =
+                std::future::poll_fn(|cx| lock(&shared.state).sink.as_mut().poll_shutdown(cx));
+            return (&mut sink).await;
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The state is plain data, consistent after any panic.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Serializes a frame as one line, newline included.
-pub fn frame_line(frame: &devctl_contract::protocol::Frame) -> String {
-    let mut line = frame.to_line();
-    line.push('\n');
+pub fn frame_line(frame: &devctl_contract::protocol::Frame) -> Vec<u8> {
+    let mut line = Vec::new();
+    frame.write_line(&mut line);
     line
 }
 
@@ -206,7 +405,9 @@ mod tests {
     #[tokio::test]
     async fn the_writer_writes_every_line_in_order() {
         let (client, mut server) = tokio::io::duplex(64);
-        let (tx, handle) = spawn_writer(client);
+        let (writer, handle) = spawn_writer(client);
+        let tx = writer.sender();
+        drop(writer);
         let reader = tokio::spawn(async move {
             let mut text = String::new();
             tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
@@ -215,12 +416,62 @@ mod tests {
             text
         });
         for n in 0..10_000 {
-            tx.send(format!("{n}\n")).await.unwrap();
+            tx.send(format!("{n}\n").into_bytes()).await.unwrap();
         }
         drop(tx);
         let text = reader.await.unwrap();
         handle.await.unwrap().unwrap();
         let expected: String = (0..10_000).map(|n| format!("{n}\n")).collect();
         assert_eq!(text, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn direct_and_queued_frames_all_arrive_whole_through_a_small_pipe() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let (writer, handle) = spawn_writer(client);
+        let reader = tokio::spawn(async move {
+            let mut text = String::new();
+            tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
+                .await
+                .unwrap();
+            text
+        });
+        let queued = writer.sender();
+        let producer = tokio::spawn(async move {
+            for n in 0..5_000 {
+                queued
+                    .send(format!("queued {n}\n").into_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        for n in 0..5_000 {
+            // A stream's answer must precede its events: what is queued
+            // after a direct send returns goes out after it.
+            writer.send(format!("direct {n}\n").into_bytes()).await;
+            writer
+                .sender()
+                .send(format!("after {n}\n").into_bytes())
+                .await
+                .unwrap();
+        }
+        producer.await.unwrap();
+        writer.close();
+        handle.await.unwrap().unwrap();
+        drop(writer);
+        let text = reader.await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            15_000,
+            "every line arrived, none split or lost"
+        );
+        let position = |line: String| lines.iter().position(|l| *l == line).unwrap();
+        for n in 0..5_000 {
+            assert!(position(format!("direct {n}")) < position(format!("after {n}")));
+            if n > 0 {
+                assert!(position(format!("queued {}", n - 1)) < position(format!("queued {n}")));
+            }
+        }
     }
 }

@@ -278,3 +278,88 @@ async fn work_that_finishes_quickly_is_answered_even_when_stdin_closes_right_aft
         assert!(answered_ok, "{id} should succeed, got {rest:?}");
     }
 }
+
+/// A plugin whose `block` handler blocks its thread (no `.await`), as a
+/// handler calling a synchronous API would.
+fn blocking_plugin() -> Plugin {
+    Plugin::new("blocking")
+        .op("block", |_: Ctx, input: Sleep| async move {
+            std::thread::sleep(Duration::from_millis(input.ms));
+            Ok::<_, OpError>(json!({"blocked": input.ms}))
+        })
+        .op("echo", |_: Ctx, input: Value| async move {
+            Ok::<_, OpError>(input)
+        })
+        .op("panic", |_: Ctx, _: Value| async move {
+            if true {
+                panic!("the handler gave up");
+            }
+            Ok::<_, OpError>(Value::Null)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_blocks_its_thread_does_not_stall_other_requests() {
+    let mut harness = Harness::start(blocking_plugin()).await;
+    let blocked = harness.send("block", json!({"ms": 3000})).await;
+    let mut echoes = Vec::new();
+    for n in 0..20 {
+        echoes.push(harness.send("echo", json!(n)).await);
+    }
+    for id in &echoes {
+        let response = harness.response_to(id).await;
+        assert!(response.ok, "{response:?}");
+    }
+    assert!(
+        harness.backlog.is_empty(),
+        "every echo was answered while the handler still blocked: {:?}",
+        harness.backlog
+    );
+    let response = harness.response_to(&blocked).await;
+    assert_eq!(response.output, Some(json!({"blocked": 3000})));
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_is_answered_e_runtime_and_the_plugin_goes_on() {
+    let mut harness = Harness::start(blocking_plugin()).await;
+    let response = harness.request("panic", json!({})).await;
+    let error = response.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::Runtime);
+    assert!(error.message.contains("the handler gave up"), "{error:?}");
+    let echo = harness.request("echo", json!("still here")).await;
+    assert_eq!(echo.output, Some(json!("still here")));
+    harness.finish().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_requests_written_at_once_is_answered_whole() {
+    let mut harness = Harness::start(plugin()).await;
+    let mut burst = String::new();
+    for n in 0..5_000 {
+        burst.push_str(&format!(
+            r#"{{"type":"request","request_id":"b-{n}","op":"echo","input":{{"n":{n}}}}}"#
+        ));
+        burst.push('\n');
+    }
+    // And one the plugin does not know, answered in the same batch.
+    burst.push_str(r#"{"type":"request","request_id":"u-1","op":"nope"}"#);
+    burst.push('\n');
+    harness.send_line(burst.trim_end()).await;
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < 5_001 {
+        match harness.next_frame().await {
+            Some(Frame::Response(response)) => {
+                if let Some(n) = response.request_id.strip_prefix("b-") {
+                    let n: u64 = n.parse().unwrap();
+                    assert_eq!(response.output, Some(json!({"n": n})));
+                } else {
+                    assert_eq!(response.error.unwrap().code, ErrorCode::Unsupported);
+                }
+                assert!(seen.insert(response.request_id), "answered twice");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    harness.finish().await;
+}

@@ -69,6 +69,19 @@ pub fn plugin() -> ExitCode {
     }
 }
 
+/// One `ping` request as a line.
+fn request_line(number: u64, input: &Value) -> Vec<u8> {
+    let frame = Frame::Request(Request {
+        request_id: format!("floor-{number}"),
+        op: "ping".into(),
+        input: input.clone(),
+        ..Request::default()
+    });
+    let mut line = serde_json::to_vec(&frame).expect("encodes");
+    line.push(b'\n');
+    line
+}
+
 /// The floor host: a started plugin, its pipes, and the next request id.
 pub struct Host {
     child: Child,
@@ -100,15 +113,7 @@ impl Host {
 
     fn request_line(&mut self, input: &Value) -> Vec<u8> {
         self.next += 1;
-        let frame = Frame::Request(Request {
-            request_id: format!("floor-{}", self.next),
-            op: "ping".into(),
-            input: input.clone(),
-            ..Request::default()
-        });
-        let mut line = serde_json::to_vec(&frame).expect("encodes");
-        line.push(b'\n');
-        line
+        request_line(self.next, input)
     }
 
     fn read_response(stdout: &mut BufReader<ChildStdout>, line: &mut Vec<u8>) -> Response {
@@ -139,20 +144,24 @@ impl Host {
     /// `count` requests with at most `window` unanswered: requests per second.
     pub fn pipelined(&mut self, input: &Value, count: usize, window: usize) -> f64 {
         let answered = Arc::new(AtomicUsize::new(0));
-        let requests: Vec<Vec<u8>> = (0..count).map(|_| self.request_line(input)).collect();
         let mut stdin = self.stdin.take().expect("open");
         let started = Instant::now();
         let writer = {
             let answered = answered.clone();
+            let input = input.clone();
+            let first = self.next;
+            self.next += count as u64;
             std::thread::spawn(move || {
-                for (sent, request) in requests.iter().enumerate() {
+                // Encoding a request is part of what a host does for each.
+                for sent in 0..count {
+                    let request = request_line(first + 1 + sent as u64, &input);
                     if sent - answered.load(Ordering::Acquire) >= window {
                         stdin.flush().expect("flushes");
                         while sent - answered.load(Ordering::Acquire) >= window {
                             std::thread::park();
                         }
                     }
-                    stdin.write_all(request).expect("writes");
+                    stdin.write_all(&request).expect("writes");
                 }
                 stdin.flush().expect("flushes");
                 stdin

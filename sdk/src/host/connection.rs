@@ -24,6 +24,12 @@ const MAX_STREAMS: usize = 1024;
 
 pub(crate) type Reply = Result<Response, Fatal>;
 
+/// A call registered with [`Connection::register`].
+pub(crate) struct PendingCall {
+    pub request_id: String,
+    number: u64,
+}
+
 /// State shared by the reader task and the client.
 pub(crate) struct Connection {
     routes: Mutex<Routes>,
@@ -36,7 +42,8 @@ pub(crate) struct Connection {
 
 #[derive(Default)]
 struct Routes {
-    pending: HashMap<String, oneshot::Sender<Reply>>,
+    /// Calls waiting for an answer, by the number in their request id.
+    pending: HashMap<u64, oneshot::Sender<Reply>>,
     streams: HashMap<String, Arc<StreamState>>,
     fatal: Option<Fatal>,
 }
@@ -53,29 +60,40 @@ impl Connection {
 
     /// Issues the next request id and registers a pending call for it;
     /// fails with the cause once the connection died.
-    pub fn register(&self) -> Result<(String, oneshot::Receiver<Reply>), Fatal> {
-        let mut routes = lock(&self.routes);
-        if let Some(fatal) = &routes.fatal {
-            return Err(fatal.clone());
-        }
-        let number = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
-        let request_id = format!("{}{number}", self.id_prefix);
+    pub fn register(&self) -> Result<(PendingCall, oneshot::Receiver<Reply>), Fatal> {
         let (tx, rx) = oneshot::channel();
-        routes.pending.insert(request_id.clone(), tx);
-        Ok((request_id, rx))
+        let number = {
+            let mut routes = lock(&self.routes);
+            if let Some(fatal) = &routes.fatal {
+                return Err(fatal.clone());
+            }
+            let number = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+            routes.pending.insert(number, tx);
+            number
+        };
+        let call = PendingCall {
+            request_id: format!("{}{number}", self.id_prefix),
+            number,
+        };
+        Ok((call, rx))
     }
 
-    /// Whether `request_id` is one this connection issued.
-    fn issued(&self, request_id: &str) -> bool {
+    /// The number in `request_id`, when it has this connection's form.
+    fn number(&self, request_id: &str) -> Option<u64> {
         request_id
             .strip_prefix(&self.id_prefix)
-            .and_then(|number| number.parse::<u64>().ok())
-            .is_some_and(|number| number >= 1 && number <= self.issued.load(Ordering::Relaxed))
+            .filter(|digits| !digits.starts_with(['+', '0']))
+            .and_then(|digits| digits.parse::<u64>().ok())
+    }
+
+    /// Whether `number` is one this connection issued.
+    fn issued(&self, number: u64) -> bool {
+        number >= 1 && number <= self.issued.load(Ordering::Relaxed)
     }
 
     /// Forgets a pending call (after its timeout): a late answer is dropped.
-    pub fn forget(&self, request_id: &str) {
-        lock(&self.routes).pending.remove(request_id);
+    pub fn forget(&self, call: &PendingCall) {
+        lock(&self.routes).pending.remove(&call.number);
     }
 
     pub fn fatal(&self) -> Option<Fatal> {
@@ -121,12 +139,13 @@ impl Connection {
     /// Hands a response to its call. A late answer is dropped; an answer to
     /// an id never sent is fatal.
     fn route_response(&self, response: Response) -> Result<(), Fatal> {
-        let waiter = lock(&self.routes).pending.remove(&response.request_id);
+        let number = self.number(&response.request_id);
+        let waiter = number.and_then(|number| lock(&self.routes).pending.remove(&number));
         match waiter {
             Some(waiter) => {
                 let _ = waiter.send(Ok(response));
             }
-            None if self.issued(&response.request_id) => tracing::debug!(
+            None if number.is_some_and(|number| self.issued(number)) => tracing::debug!(
                 request_id = %response.request_id,
                 "dropped a late response (its call already gave up)"
             ),

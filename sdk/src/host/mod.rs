@@ -29,7 +29,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader};
 use tokio::task::JoinHandle;
 
-use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineReader};
+use crate::frame_io::{spawn_writer, LineError, LineReader, Writer};
 use connection::{read_frames, Connection, StreamState};
 pub use error::OpError;
 use process::ProcessGroup;
@@ -128,7 +128,8 @@ pub struct Client {
     handshake: Handshake,
     meta: RequestMeta,
     connection: Arc<Connection>,
-    frames: Option<FrameSender>,
+    /// Requests go out through it; dropping it closes the plugin's stdin.
+    frames: Option<Writer>,
     writer: JoinHandle<std::io::Result<()>>,
     reader: JoinHandle<()>,
     stderr: Option<JoinHandle<()>>,
@@ -237,7 +238,7 @@ impl Client {
                     OpError::new(plugin_id, "handshake", ErrorCode::InvalidHandshake, message)
                 })?;
         let connection = Arc::new(Connection::new(plugin_id, options.stream_buffer));
-        let (frames, writer) = spawn_writer(stdin);
+        let (frames, writer_task) = spawn_writer(stdin);
         let reader = tokio::spawn(read_frames(connection.clone(), reader));
         Ok(Client {
             id: plugin_id.to_owned(),
@@ -245,7 +246,7 @@ impl Client {
             meta,
             connection,
             frames: Some(frames),
-            writer,
+            writer: writer_task,
             reader,
             stderr: None,
             stderr_tail: Arc::new(Mutex::new(VecDeque::new())),
@@ -295,20 +296,20 @@ impl Client {
                 format!("plugin {} does not declare op {op:?}", self.id),
             ));
         }
-        let (request_id, answer) = self
+        let (call, answer) = self
             .connection
             .register()
             .map_err(|fatal| fatal.to_error(&self.id, op))?;
         let request = Request {
-            request_id: request_id.clone(),
+            request_id: call.request_id.clone(),
             op: op.to_owned(),
             ctx: self.request_context(timeout),
             input,
         };
-        let line = frame_line(&Frame::Request(request));
+        let frame = Frame::Request(request);
         let exchange = async {
             let frames = self.frames.as_ref().ok_or(None)?;
-            frames.send(line).await.map_err(|_| None)?;
+            frames.push(&frame).await;
             answer.await.map_err(|_| None)?.map_err(Some)
         };
         match tokio::time::timeout(timeout, exchange).await {
@@ -328,7 +329,7 @@ impl Client {
             }),
             Ok(Err(Some(fatal))) => Err(fatal.to_error(&self.id, op)),
             Ok(Err(None)) => {
-                self.connection.forget(&request_id);
+                self.connection.forget(&call);
                 Err(self.connection.fatal().map_or_else(
                     || {
                         OpError::new(
@@ -342,7 +343,7 @@ impl Client {
                 ))
             }
             Err(_) => {
-                self.connection.forget(&request_id);
+                self.connection.forget(&call);
                 Err(OpError::new(
                     &self.id,
                     op,

@@ -88,14 +88,17 @@ impl RawSession {
     }
 
     pub async fn send_frame(&mut self, frame: &Frame) -> std::io::Result<()> {
-        self.write(frame_line(frame).as_bytes()).await
+        self.write(&frame_line(frame)).await
     }
 
     /// Writes all `frames` with one write, so the plugin finds several
     /// requests in a single read: the burst a naive line loop mishandles.
     pub async fn send_frames(&mut self, frames: &[Frame]) -> std::io::Result<()> {
-        let burst: String = frames.iter().map(frame_line).collect();
-        self.write(burst.as_bytes()).await
+        let mut burst = Vec::new();
+        for frame in frames {
+            frame.write_line(&mut burst);
+        }
+        self.write(&burst).await
     }
 
     async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {

@@ -23,6 +23,7 @@
 mod ctx;
 mod serve;
 mod stdio;
+mod takeover;
 pub mod testing;
 
 use std::collections::BTreeMap;
@@ -89,7 +90,10 @@ impl Plugin {
             let op = op.clone();
             Box::pin(async move {
                 let input = parse_input::<I>(&op, input)?;
-                let output = handler(ctx, input).await?;
+                let mut output = Some(handler(ctx, input).await?);
+                if let Some(output) = same_type::<O, Value>(&mut output) {
+                    return Ok(output);
+                }
                 serde_json::to_value(output)
                     .map_err(|err| OpError::runtime(format!("{op}: cannot encode output: {err}")))
             })
@@ -256,15 +260,29 @@ impl Plugin {
     }
 }
 
-fn parse_input<I: DeserializeOwned>(op: &str, input: Value) -> Result<I, OpError> {
-    let attempt = serde_json::from_value::<I>(input.clone());
-    match attempt {
-        Ok(parsed) => Ok(parsed),
-        // A missing input means "no fields": try an empty object.
-        Err(_) if input.is_null() => serde_json::from_value::<I>(Value::Object(Default::default()))
-            .map_err(|err| invalid_input(op, &err)),
-        Err(err) => Err(invalid_input(op, &err)),
+fn parse_input<I: DeserializeOwned + 'static>(op: &str, input: Value) -> Result<I, OpError> {
+    let mut slot = Some(input);
+    // A handler that takes the raw `Value` gets it as is, not rebuilt.
+    if let Some(input) = same_type::<Value, I>(&mut slot) {
+        return Ok(input);
     }
+    let input = slot.take().unwrap_or_default();
+    if input.is_null() {
+        // A missing input means "no fields" to a handler that wants some.
+        return serde_json::from_value::<I>(Value::Null).or_else(|_| {
+            serde_json::from_value::<I>(Value::Object(Default::default()))
+                .map_err(|err| invalid_input(op, &err))
+        });
+    }
+    serde_json::from_value::<I>(input).map_err(|err| invalid_input(op, &err))
+}
+
+/// The value in `slot` as a `U` when `T` and `U` are one type (then it is
+/// taken out); `None` otherwise.
+fn same_type<T: 'static, U: 'static>(slot: &mut Option<T>) -> Option<U> {
+    (slot as &mut dyn std::any::Any)
+        .downcast_mut::<Option<U>>()
+        .and_then(Option::take)
 }
 
 fn invalid_input(op: &str, err: &serde_json::Error) -> OpError {

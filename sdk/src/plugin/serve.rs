@@ -1,10 +1,24 @@
-//! The plugin's protocol loop: handshake, then read requests, run each in
-//! its own task, and write every answer through the single frame writer.
-//! Bad input is answered where it names a request id and logged otherwise;
-//! it never stops the loop. At end of input, work in flight is cancelled.
+//! The plugin's protocol loop: handshake, then read requests and answer
+//! each through the single frame writer. Bad input is answered where it
+//! names a request id and logged otherwise; it never stops the loop. At end
+//! of input, work in flight is cancelled.
+//!
+//! Where the time goes decides the shape. The task that reads a request
+//! runs its handler right there, once: a handler that finishes at once (most
+//! do) is answered with no hand-off to another task, and answers collect in
+//! one batch written when no more whole request is buffered (pipelined
+//! requests share a write, a lone one is never held back). A handler that
+//! has to wait goes on in a task of its own, within its deadline. One that
+//! blocks its thread is noticed by the watchdog ([`super::takeover`]), which
+//! hands reading to a new task, so it never stalls the others for long.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use devctl_contract::ops::{CommandRunInput, CommandRunOutput, COMMAND_RUN};
@@ -12,17 +26,21 @@ use devctl_contract::protocol::{ErrorBody, Frame, Handshake, Request, Response};
 use devctl_contract::ErrorCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::{CommandFn, Ctx, EventSink, OpError, OpFn, StreamFn};
-use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineReader};
+use super::takeover::Role;
+use super::{BoxFuture, CommandFn, Ctx, EventSink, OpError, OpFn, StreamFn};
+use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineReader, Writer};
 
 /// After stdin closes: how long work in flight may still finish normally…
 const FINISH_GRACE: Duration = Duration::from_millis(200);
 /// …and then how long cancelled handlers get to answer `E_CANCELED`.
 const CANCEL_GRACE: Duration = Duration::from_millis(200);
+/// Answers batched beyond this many bytes are sent without waiting for the
+/// buffered requests to run out.
+const BATCH_LIMIT: usize = 64 * 1024;
 
 pub(crate) struct Registry {
     pub handshake: Handshake,
@@ -32,25 +50,112 @@ pub(crate) struct Registry {
     pub max_line: usize,
 }
 
+type Input = Pin<Box<dyn AsyncRead + Send>>;
+
+/// What the holder of the reading role reads with and answers into.
+struct Reading {
+    lines: LineReader<BufReader<Input>>,
+    /// Answers not yet handed to the writer, whole lines.
+    batch: Vec<u8>,
+}
+
+/// What every reading task and the end of `serve` share.
+struct Loop {
+    registry: Arc<Registry>,
+    /// Answers from the reading task: written at once when the pipe is idle.
+    writer: Writer,
+    /// The writer's queue, for handlers' tasks and streams.
+    frames: FrameSender,
+    shutdown: watch::Receiver<bool>,
+    /// Handlers that had to wait, and streams.
+    tasks: Mutex<JoinSet<()>>,
+    next_stream: AtomicU64,
+    role: Role<Reading>,
+    /// Input ended (EOF or a read error).
+    input_ended: Notify,
+}
+
 pub(crate) async fn serve<R, W>(registry: Arc<Registry>, input: R, output: W) -> std::io::Result<()>
 where
     R: AsyncRead + Send + 'static,
     W: AsyncWrite + Send + 'static,
 {
-    let (frames, writer) = spawn_writer(Box::pin(output));
-    let _ = frames
+    let (writer, mut writer_task) = spawn_writer(output);
+    writer
         .send(frame_line(&Frame::Handshake(registry.handshake.clone())))
         .await;
+    let frames = writer.sender();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut reader = LineReader::new(
-        BufReader::with_capacity(64 * 1024, Box::pin(input)),
-        registry.max_line,
-    );
-    let mut tasks = JoinSet::new();
-    let mut next_stream = 0u64;
+    let input: Input = Box::pin(input);
+    let reading = Reading {
+        lines: LineReader::new(
+            BufReader::with_capacity(64 * 1024, input),
+            registry.max_line,
+        ),
+        batch: Vec::new(),
+    };
+    let shared = Arc::new(Loop {
+        registry,
+        writer,
+        frames,
+        shutdown: shutdown_rx,
+        tasks: Mutex::new(JoinSet::new()),
+        next_stream: AtomicU64::new(0),
+        role: Role::new(reading),
+        input_ended: Notify::new(),
+    });
+    let watchdog = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            shared
+                .role
+                .watch(|generation| {
+                    tokio::spawn(read(shared.clone(), generation));
+                })
+                .await
+        }
+    });
+    // A task of its own (not this future): on a multi-thread runtime it then
+    // runs on a worker, next to the reactor that wakes it.
+    tokio::spawn(read(shared.clone(), 0));
+    shared.input_ended.notified().await;
+    shared.role.end();
+    let _ = watchdog.await;
 
+    // Work already under way gets a moment to finish; then it is cancelled
+    // (answered E_CANCELED, streams ended), and whatever still hangs is dropped.
+    let mut tasks = std::mem::take(&mut *lock(&shared.tasks));
+    let finish = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(FINISH_GRACE, finish).await.is_err() {
+        let _ = shutdown_tx.send(true);
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(CANCEL_GRACE, drain).await.is_err() {
+            tasks.abort_all();
+        }
+    }
+    drop(tasks);
+    // What is queued is written; a handler that still blocks its thread
+    // holds a sender, and must not keep the plugin alive.
+    shared.writer.close();
+    drop(shared);
+    match tokio::time::timeout(FINISH_GRACE, &mut writer_task).await {
+        Ok(Ok(Err(err))) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err),
+        Ok(_) => Ok(()),
+        Err(_) => {
+            tracing::warn!("a handler is still running at exit; its answer is lost");
+            Ok(())
+        }
+    }
+}
+
+/// One generation of the reading role: reads and dispatches until input
+/// ends or the watchdog hands the role on.
+async fn read(shared: Arc<Loop>, generation: u64) {
+    let Some(mut reading) = shared.role.claim(generation) else {
+        return;
+    };
     loop {
-        let line = match reader.next_line().await {
+        let line = match reading.lines.next_line().await {
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(LineError::TooLarge { limit }) => {
@@ -62,94 +167,171 @@ where
                 break;
             }
         };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            match parse_request(line) {
+                Ok(request) => match dispatch(&shared, generation, reading, request).await {
+                    Some(back) => reading = back,
+                    None => return,
+                },
+                Err(BadLine::Answerable { request_id, error }) => {
+                    tracing::warn!(request_id = %request_id, "bad request: {}", error.message);
+                    Frame::Response(Response::failure(request_id, error))
+                        .write_line(&mut reading.batch);
+                }
+                Err(BadLine::Ignored(reason)) => tracing::warn!("ignored input line: {reason}"),
+            }
         }
-        let request = match parse_request(line) {
-            Ok(request) => request,
-            Err(BadLine::Answerable { request_id, error }) => {
-                tracing::warn!(request_id = %request_id, "bad request: {}", error.message);
-                send(&frames, Response::failure(request_id, error)).await;
-                continue;
-            }
-            Err(BadLine::Ignored(reason)) => {
-                tracing::warn!("ignored input line: {reason}");
-                continue;
-            }
-        };
-        let ctx = Ctx::new(&request, shutdown_rx.clone());
-        let span = tracing::info_span!("request", id = %request.request_id, op = %request.op);
+        if !reading.batch.is_empty()
+            && (!reading.lines.has_buffered_line() || reading.batch.len() >= BATCH_LIMIT)
+        {
+            flush(&shared.writer, &mut reading.batch).await;
+        }
+    }
+    flush(&shared.writer, &mut reading.batch).await;
+    shared.input_ended.notify_one();
+}
+
+/// Runs one request. Gives the reading state back, or `None` when the
+/// watchdog handed reading to another task while the handler ran here.
+async fn dispatch(
+    shared: &Arc<Loop>,
+    generation: u64,
+    mut reading: Reading,
+    request: Request,
+) -> Option<Reading> {
+    let registry = &shared.registry;
+    let ctx = Ctx::new(&request, shared.shutdown.clone());
+    let span = tracing::info_span!("request", id = %request.request_id, op = %request.op);
+    let work: BoxFuture<Result<Value, OpError>> =
         if let Some(handler) = registry.ops.get(&request.op) {
-            let work = handler(ctx.clone(), request.input);
-            let frames = frames.clone();
-            tasks.spawn(
-                async move {
-                    let result = bounded(&ctx, work).await;
-                    send(&frames, response(&ctx, result)).await;
-                }
-                .instrument(span),
-            );
+            handler(ctx.clone(), request.input)
         } else if let Some(handler) = registry.streams.get(&request.op) {
-            next_stream += 1;
-            let stream_id = format!("{}-{next_stream}", request.op);
-            // The answer goes out before any event: same writer, same order.
-            send(
-                &frames,
-                response(&ctx, Ok(json!({ "stream_id": stream_id }))),
-            )
-            .await;
-            let sink = EventSink::new(stream_id, frames.clone());
-            let work = handler(ctx.clone(), request.input, sink.clone());
-            tasks.spawn(
-                async move {
-                    tokio::select! {
-                        biased;
-                        result = work => match result {
-                            Ok(()) => sink.end(true, None).await,
-                            Err(err) => sink.end(false, Some(err.to_string())).await,
-                        },
-                        () = ctx.cancelled() => sink.end(false, Some("plugin is shutting down".into())).await,
-                    }
-                }
-                .instrument(span),
-            );
+            start_stream(shared, &mut reading, handler, ctx, request.input, span).await;
+            return Some(reading);
         } else if request.op == COMMAND_RUN && !registry.commands.is_empty() {
-            let registry = registry.clone();
-            let frames = frames.clone();
-            let input = request.input;
-            tasks.spawn(
-                async move {
-                    let work = run_command(registry, ctx.clone(), input);
-                    let result = bounded(&ctx, work).await;
-                    send(&frames, response(&ctx, result)).await;
-                }
-                .instrument(span),
-            );
+            Box::pin(run_command(registry.clone(), ctx.clone(), request.input))
         } else {
             let error = OpError::new(
                 ErrorCode::Unsupported,
                 format!("op {:?} is not supported by this plugin", request.op),
             );
-            send(&frames, response(&ctx, Err(error))).await;
-        }
-        while tasks.try_join_next().is_some() {}
-    }
+            response(&ctx, Err(error)).write_line(&mut reading.batch);
+            return Some(reading);
+        };
 
-    // Work already under way gets a moment to finish; then it is cancelled
-    // (answered E_CANCELED, streams ended), and whatever still hangs is dropped.
-    let finish = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(FINISH_GRACE, finish).await.is_err() {
-        let _ = shutdown_tx.send(true);
-        let drain = async { while tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(CANCEL_GRACE, drain).await.is_err() {
-            tasks.abort_all();
+    let mut work = CatchPanic(work);
+    shared.role.park(reading);
+    let first = std::future::poll_fn(|cx| {
+        let _entered = span.enter();
+        Poll::Ready(Pin::new(&mut work).poll(cx))
+    })
+    .await;
+    let reading = shared.role.resume(generation);
+    match first {
+        Poll::Ready(result) => {
+            let answer = response(&ctx, result);
+            match reading {
+                Some(mut reading) => {
+                    answer.write_line(&mut reading.batch);
+                    return Some(reading);
+                }
+                None => shared.writer.send(frame_line(&answer)).await,
+            }
+        }
+        Poll::Pending => {
+            let frames = shared.frames.clone();
+            spawn(
+                shared,
+                async move {
+                    let result = bounded(&ctx, work).await;
+                    let _ = frames.send(frame_line(&response(&ctx, result))).await;
+                }
+                .instrument(span),
+            );
         }
     }
-    drop(frames);
-    match writer.await {
-        Ok(Err(err)) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err),
-        _ => Ok(()),
+    reading
+}
+
+async fn start_stream(
+    shared: &Arc<Loop>,
+    reading: &mut Reading,
+    handler: &StreamFn,
+    ctx: Ctx,
+    input: Value,
+    span: tracing::Span,
+) {
+    let stream_id = format!(
+        "{}-{}",
+        ctx.op(),
+        shared.next_stream.fetch_add(1, Ordering::Relaxed) + 1
+    );
+    // The answer goes out before any event: same writer, same order.
+    response(&ctx, Ok(json!({ "stream_id": stream_id }))).write_line(&mut reading.batch);
+    flush(&shared.writer, &mut reading.batch).await;
+    let sink = EventSink::new(stream_id, shared.frames.clone());
+    let work = CatchPanic(handler(ctx.clone(), input, sink.clone()));
+    spawn(
+        shared,
+        async move {
+            tokio::select! {
+                biased;
+                result = work => match result {
+                    Ok(()) => sink.end(true, None).await,
+                    Err(err) => sink.end(false, Some(err.to_string())).await,
+                },
+                () = ctx.cancelled() => sink.end(false, Some("plugin is shutting down".into())).await,
+            }
+        }
+        .instrument(span),
+    );
+}
+
+fn spawn(shared: &Loop, task: impl Future<Output = ()> + Send + 'static) {
+    let mut tasks = lock(&shared.tasks);
+    tasks.spawn(task);
+    while tasks.try_join_next().is_some() {}
+}
+
+async fn flush(writer: &Writer, batch: &mut Vec<u8>) {
+    if !batch.is_empty() {
+        writer.send(std::mem::take(batch)).await;
     }
+}
+
+/// A handler's future whose panic becomes an `E_RUNTIME` answer instead of
+/// taking the reading task (or the request's task) down with it.
+struct CatchPanic<F>(F);
+
+impl<F, T> Future for CatchPanic<F>
+where
+    F: Future<Output = Result<T, OpError>> + Unpin,
+{
+    type Output = Result<T, OpError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(inner).poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|text| text.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                Poll::Ready(Err(OpError::runtime(format!(
+                    "the handler panicked: {message}"
+                ))))
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A JoinSet stays consistent when a spawn panics midway.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs a handler within its deadline, giving up when the plugin stops.
@@ -190,7 +372,8 @@ async fn run_command(registry: Arc<Registry>, ctx: Ctx, input: Value) -> Result<
     Ok(json!(CommandRunOutput { exit_code }))
 }
 
-fn response(ctx: &Ctx, result: Result<Value, OpError>) -> Response {
+/// The answer to `ctx`'s request.
+fn response(ctx: &Ctx, result: Result<Value, OpError>) -> Frame {
     let (warnings, notes) = ctx.take_messages();
     let mut response = match result {
         Ok(output) => Response::success(ctx.request_id(), output),
@@ -198,12 +381,7 @@ fn response(ctx: &Ctx, result: Result<Value, OpError>) -> Response {
     };
     response.warnings = warnings;
     response.notes = notes;
-    response
-}
-
-async fn send(frames: &FrameSender, response: Response) {
-    // A closed writer means the host is gone; there is no one to tell.
-    let _ = frames.send(frame_line(&Frame::Response(response))).await;
+    Frame::Response(response)
 }
 
 enum BadLine {

@@ -1,0 +1,204 @@
+//! Who reads requests, and handing that job on when a handler blocks.
+//!
+//! One task at a time holds the reading role. It runs each handler right
+//! where the request was read, so a quick request is answered without
+//! waking another task. Before it does, it parks its reading state here;
+//! the watchdog ([`Role::watch`]) looks every [`TAKEOVER`] and, when the same
+//! handler is still running a tick later (it blocks its thread, or is just
+//! slow), gives the role to a new generation: a fresh task claims the parked
+//! state and reads on, while the old one finishes its handler and stops.
+//! So a blocking handler delays other requests by a few milliseconds, never
+//! until it returns.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// How often the watchdog looks; a handler still running one look later
+/// loses the reading role (so after 1–2 ticks).
+pub(crate) const TAKEOVER: Duration = Duration::from_millis(5);
+/// Ticks without any handler running before the watchdog sleeps until the
+/// next one starts (so an idle plugin does not wake every few ms).
+const IDLE_TICKS: u32 = 200;
+
+enum Look {
+    Ended,
+    Fine,
+    Idle,
+    TookOver(u64),
+}
+
+/// The reading role and the state (`S`) of whoever holds it.
+pub(crate) struct Role<S> {
+    state: Mutex<RoleState<S>>,
+    wake: Notify,
+}
+
+struct RoleState<S> {
+    /// The reading state while nobody reads with it (a handler runs, or a
+    /// new generation has yet to claim it).
+    parked: Option<S>,
+    /// The generation that holds the role.
+    generation: u64,
+    /// Handlers started inline so far: the watchdog's way to tell "still the
+    /// same handler" from "another one".
+    started: u64,
+    /// A handler runs inline right now.
+    busy: bool,
+    /// The watchdog waits for `wake` instead of ticking.
+    asleep: bool,
+    ended: bool,
+}
+
+impl<S> Role<S> {
+    /// A role held by generation 0, which claims `state` first.
+    pub fn new(state: S) -> Role<S> {
+        Role {
+            state: Mutex::new(RoleState {
+                parked: Some(state),
+                generation: 0,
+                started: 0,
+                busy: false,
+                asleep: false,
+                ended: false,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The reading state, for the generation that holds the role.
+    pub fn claim(&self, generation: u64) -> Option<S> {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return None;
+        }
+        state.parked.take()
+    }
+
+    /// Parks `reading` while its holder runs a handler inline.
+    pub fn park(&self, reading: S) {
+        let mut state = self.lock();
+        state.parked = Some(reading);
+        state.busy = true;
+        state.started = state.started.wrapping_add(1);
+        if state.asleep {
+            state.asleep = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// After the inline handler: the reading state back, or `None` when the
+    /// watchdog gave the role to a newer generation meanwhile.
+    pub fn resume(&self, generation: u64) -> Option<S> {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return None;
+        }
+        state.busy = false;
+        state.parked.take()
+    }
+
+    /// Input ended: the watchdog stops.
+    pub fn end(&self) {
+        self.lock().ended = true;
+        self.wake.notify_one();
+    }
+
+    /// The watchdog: runs until [`Role::end`]; calls `start_reader` with the
+    /// new generation whenever it takes the role from a stuck holder.
+    pub async fn watch(&self, start_reader: impl Fn(u64)) {
+        let mut last_seen: Option<u64> = None;
+        let mut idle_ticks = 0u32;
+        loop {
+            tokio::time::sleep(TAKEOVER).await;
+            match self.look(&mut last_seen, &mut idle_ticks) {
+                Look::Ended => return,
+                Look::Fine => {}
+                // `notify_one` keeps a permit, so a wake sent between the
+                // look and this wait is not lost.
+                Look::Idle => self.wake.notified().await,
+                Look::TookOver(generation) => start_reader(generation),
+            }
+        }
+    }
+
+    /// One tick of the watchdog.
+    fn look(&self, last_seen: &mut Option<u64>, idle_ticks: &mut u32) -> Look {
+        let mut state = self.lock();
+        if state.ended {
+            return Look::Ended;
+        }
+        if !state.busy {
+            *last_seen = None;
+            *idle_ticks += 1;
+            if *idle_ticks < IDLE_TICKS {
+                return Look::Fine;
+            }
+            *idle_ticks = 0;
+            state.asleep = true;
+            return Look::Idle;
+        }
+        *idle_ticks = 0;
+        if *last_seen != Some(state.started) {
+            *last_seen = Some(state.started);
+            return Look::Fine;
+        }
+        *last_seen = None;
+        state.generation += 1;
+        state.busy = false;
+        Look::TookOver(state.generation)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoleState<S>> {
+        // The state is a few plain fields, consistent after any panic.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_stuck_in_a_handler_loses_the_role_to_a_new_generation() {
+        let role = Arc::new(Role::new("reader"));
+        let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
+        let watchdog = tokio::spawn({
+            let role = role.clone();
+            async move {
+                role.watch(|generation| {
+                    let _ = started_tx.send(generation);
+                })
+                .await
+            }
+        });
+        let reading = role.claim(0).expect("generation 0 holds the role");
+        role.park(reading);
+        // The holder "blocks" (it does not come back) for longer than two ticks.
+        let generation = tokio::time::timeout(Duration::from_secs(5), started_rx.recv())
+            .await
+            .expect("the watchdog took over")
+            .expect("a generation");
+        assert_eq!(generation, 1);
+        assert_eq!(role.resume(0), None, "the old holder lost the role");
+        assert_eq!(role.claim(1), Some("reader"), "the new one reads on");
+        role.end();
+        tokio::time::timeout(Duration::from_secs(5), watchdog)
+            .await
+            .expect("the watchdog stops at end")
+            .expect("no panic");
+    }
+
+    #[tokio::test]
+    async fn a_quick_handler_keeps_the_role() {
+        let role = Role::new(7);
+        let reading = role.claim(0).expect("claimed");
+        role.park(reading);
+        assert_eq!(role.resume(0), Some(7));
+        assert_eq!(role.claim(1), None, "generation 1 never got the role");
+    }
+}
