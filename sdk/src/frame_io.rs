@@ -157,7 +157,14 @@ struct WriterState {
     unflushed: bool,
     failed: Option<std::io::Error>,
     closed: bool,
+    /// The writer task has ended: nothing handed over from now on goes out.
+    stopped: bool,
 }
+
+/// The writer has stopped (the peer closed its end, or it was closed).
+#[derive(Debug, thiserror::Error)]
+#[error("the frame writer has stopped")]
+pub struct WriterStopped;
 
 impl WriterState {
     /// Writes everything pending, then flushes.
@@ -211,7 +218,7 @@ impl Writer {
         let mut lines = Some(lines);
         std::future::poll_fn(|cx| {
             let mut state = lock(&self.shared.state);
-            if state.backlog() > 0 || state.closed || state.failed.is_some() {
+            if state.backlog() > 0 || state.closed || state.stopped || state.failed.is_some() {
                 return Poll::Ready(());
             }
             if let Some(lines) = lines.take() {
@@ -239,18 +246,26 @@ impl Writer {
     /// encoded straight into the writer's buffer (no line of its own, no
     /// queue message); otherwise it waits in the queue like everyone else.
     /// Frames pushed together go out in one write.
-    pub async fn push(&self, frame: &devctl_contract::protocol::Frame) {
+    pub async fn push(
+        &self,
+        frame: &devctl_contract::protocol::Frame,
+    ) -> Result<(), WriterStopped> {
         {
             let mut state = lock(&self.shared.state);
-            if state.backlog() < WRITE_CHUNK && !state.closed && state.failed.is_none() {
+            if state.stopped || state.closed {
+                return Err(WriterStopped);
+            }
+            if state.backlog() < WRITE_CHUNK && state.failed.is_none() {
                 frame.write_line(&mut state.pending);
                 drop(state);
                 self.shared.wake.notify_one();
-                return;
+                return Ok(());
             }
         }
-        // A closed queue means the writer stopped: the peer is gone.
-        let _ = self.queue.send(frame_line(frame)).await;
+        self.queue
+            .send(frame_line(frame))
+            .await
+            .map_err(|_| WriterStopped)
     }
 
     /// The writer task writes what is queued already, then stops.
@@ -276,16 +291,26 @@ where
             unflushed: false,
             failed: None,
             closed: false,
+            stopped: false,
         }),
         wake: Notify::new(),
     });
-    let task = tokio::spawn(write_frames(shared.clone(), receiver));
+    let task = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            let mut receiver = receiver;
+            let result = write_frames(&shared, &mut receiver).await;
+            // Before the queue closes, so no frame slips in between.
+            lock(&shared.state).stopped = true;
+            result
+        }
+    });
     (Writer { shared, queue }, task)
 }
 
 async fn write_frames(
-    shared: Arc<WriterShared>,
-    mut receiver: mpsc::Receiver<Vec<u8>>,
+    shared: &WriterShared,
+    receiver: &mut mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     loop {
         let senders_gone = tokio::select! {
@@ -402,19 +427,22 @@ mod tests {
         assert_eq!(lines.next_line().await.unwrap(), Some(&b"next"[..]));
     }
 
+    /// Everything `pipe` delivers until it closes.
+    async fn read_all(mut pipe: tokio::io::DuplexStream) -> String {
+        let mut text = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut text)
+            .await
+            .unwrap();
+        text
+    }
+
     #[tokio::test]
     async fn the_writer_writes_every_line_in_order() {
-        let (client, mut server) = tokio::io::duplex(64);
+        let (client, server) = tokio::io::duplex(64);
         let (writer, handle) = spawn_writer(client);
         let tx = writer.sender();
         drop(writer);
-        let reader = tokio::spawn(async move {
-            let mut text = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
-                .await
-                .unwrap();
-            text
-        });
+        let reader = tokio::spawn(read_all(server));
         for n in 0..10_000 {
             tx.send(format!("{n}\n").into_bytes()).await.unwrap();
         }
@@ -427,15 +455,9 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn direct_and_queued_frames_all_arrive_whole_through_a_small_pipe() {
-        let (client, mut server) = tokio::io::duplex(64);
+        let (client, server) = tokio::io::duplex(64);
         let (writer, handle) = spawn_writer(client);
-        let reader = tokio::spawn(async move {
-            let mut text = String::new();
-            tokio::io::AsyncReadExt::read_to_string(&mut server, &mut text)
-                .await
-                .unwrap();
-            text
-        });
+        let reader = tokio::spawn(read_all(server));
         let queued = writer.sender();
         let producer = tokio::spawn(async move {
             for n in 0..5_000 {

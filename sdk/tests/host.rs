@@ -534,3 +534,28 @@ async fn a_plugin_child_that_left_the_group_goes_with_the_plugin() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_plugin_that_closed_its_stdin_fails_later_calls_at_once() {
+    let client = Client::start(&fixture("closes-stdin"), RequestMeta::default(), quiet())
+        .await
+        .unwrap();
+    // The first request finds the pipe closed only when it is written: it
+    // waits for its (short) timeout, as no answer can come.
+    let first = client
+        .call("ping", json!({}), Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert_eq!(first.code, ErrorCode::Timeout, "{first:?}");
+    // From then on the host knows: a call fails without waiting out its
+    // timeout (a minute here), saying why.
+    let later = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.call("ping", json!({}), Duration::from_secs(60)),
+    )
+    .await
+    .expect("the call fails instead of waiting for its timeout")
+    .unwrap_err();
+    assert!(later.message.contains("stdin is closed"), "{later:?}");
+    client.close().await;
+}

@@ -309,7 +309,7 @@ impl Client {
         let frame = Frame::Request(request);
         let exchange = async {
             let frames = self.frames.as_ref().ok_or(None)?;
-            frames.push(&frame).await;
+            frames.push(&frame).await.map_err(|_| None)?;
             answer.await.map_err(|_| None)?.map_err(Some)
         };
         match tokio::time::timeout(timeout, exchange).await {
