@@ -363,3 +363,16 @@ async fn a_burst_of_requests_written_at_once_is_answered_whole() {
     }
     harness.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_handler_that_finishes_soon_after_stdin_closes_is_answered() {
+    let mut harness = Harness::start(blocking_plugin()).await;
+    let blocked = harness.send("block", json!({"ms": 100})).await;
+    harness.close_stdin().await;
+    let rest = harness.finish().await;
+    let answered = rest.iter().any(|frame| {
+        matches!(frame, Frame::Response(r) if r.request_id == blocked
+            && r.output == Some(json!({"blocked": 100})))
+    });
+    assert!(answered, "{rest:?}");
+}

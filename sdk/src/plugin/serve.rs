@@ -124,11 +124,19 @@ where
 
     // Work already under way gets a moment to finish; then it is cancelled
     // (answered E_CANCELED, streams ended), and whatever still hangs is dropped.
+    // (Handlers that lost the reading role while blocking count as work
+    // under way too; they cannot be cancelled, only waited for.)
     let mut tasks = std::mem::take(&mut *lock(&shared.tasks));
-    let finish = async { while tasks.join_next().await.is_some() {} };
+    let finish = async {
+        while tasks.join_next().await.is_some() {}
+        shared.role.orphans_finished().await;
+    };
     if tokio::time::timeout(FINISH_GRACE, finish).await.is_err() {
         let _ = shutdown_tx.send(true);
-        let drain = async { while tasks.join_next().await.is_some() {} };
+        let drain = async {
+            while tasks.join_next().await.is_some() {}
+            shared.role.orphans_finished().await;
+        };
         if tokio::time::timeout(CANCEL_GRACE, drain).await.is_err() {
             tasks.abort_all();
         }
@@ -235,7 +243,10 @@ async fn dispatch(
                     answer.write_line(&mut reading.batch);
                     return Some(reading);
                 }
-                None => shared.writer.send(frame_line(&answer)).await,
+                None => {
+                    shared.writer.send(frame_line(&answer)).await;
+                    shared.role.orphan_done();
+                }
             }
         }
         Poll::Pending => {
@@ -248,6 +259,9 @@ async fn dispatch(
                 }
                 .instrument(span),
             );
+            if reading.is_none() {
+                shared.role.orphan_done();
+            }
         }
     }
     reading

@@ -33,6 +33,8 @@ enum Look {
 pub(crate) struct Role<S> {
     state: Mutex<RoleState<S>>,
     wake: Notify,
+    /// The last orphan finished.
+    orphans_gone: Notify,
 }
 
 struct RoleState<S> {
@@ -48,6 +50,8 @@ struct RoleState<S> {
     busy: bool,
     /// The watchdog waits for `wake` instead of ticking.
     asleep: bool,
+    /// Former holders still running the handler they lost the role in.
+    orphans: usize,
     ended: bool,
 }
 
@@ -61,9 +65,11 @@ impl<S> Role<S> {
                 started: 0,
                 busy: false,
                 asleep: false,
+                orphans: 0,
                 ended: false,
             }),
             wake: Notify::new(),
+            orphans_gone: Notify::new(),
         }
     }
 
@@ -97,6 +103,30 @@ impl<S> Role<S> {
         }
         state.busy = false;
         state.parked.take()
+    }
+
+    /// A former holder (one [`Role::resume`] turned away) has answered.
+    pub fn orphan_done(&self) {
+        let mut state = self.lock();
+        state.orphans = state.orphans.saturating_sub(1);
+        if state.orphans == 0 {
+            self.orphans_gone.notify_waiters();
+        }
+    }
+
+    /// Resolves once no former holder is still running its handler, so the
+    /// end of input can wait for their answers as for any other work.
+    pub async fn orphans_finished(&self) {
+        loop {
+            let gone = self.orphans_gone.notified();
+            tokio::pin!(gone);
+            // Registered before the check, so a notice in between is kept.
+            gone.as_mut().enable();
+            if self.lock().orphans == 0 {
+                return;
+            }
+            gone.await;
+        }
     }
 
     /// Input ended: the watchdog stops.
@@ -147,6 +177,7 @@ impl<S> Role<S> {
         *last_seen = None;
         state.generation += 1;
         state.busy = false;
+        state.orphans += 1;
         Look::TookOver(state.generation)
     }
 
