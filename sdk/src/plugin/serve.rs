@@ -3,14 +3,16 @@
 //! names a request id and logged otherwise; it never stops the loop. At end
 //! of input, work in flight is cancelled.
 //!
-//! Where the time goes decides the shape. The task that reads a request
-//! runs its handler right there, once: a handler that finishes at once (most
-//! do) is answered with no hand-off to another task, and answers collect in
-//! one batch written when no more whole request is buffered (pipelined
-//! requests share a write, a lone one is never held back). A handler that
-//! has to wait goes on in a task of its own, within its deadline. One that
-//! blocks its thread is noticed by the watchdog ([`super::takeover`]), which
-//! hands reading to a new task, so it never stalls the others for long.
+//! Where the time goes decides the shape. Requests are read on a thread of
+//! their own (not a runtime worker, so a handler blocking the workers cannot
+//! stop reading), which runs each handler right there, once: a handler that
+//! finishes at once (most do) is answered with no hand-off to another thread,
+//! and answers collect in one batch written when no more whole request is
+//! buffered (pipelined requests share a write, a lone one is never held
+//! back). A handler that has to wait goes on in a runtime task of its own,
+//! within its deadline. One that blocks its thread is noticed by the
+//! watchdog ([`super::takeover`]), which hands reading to a new thread, so it
+//! never stalls the others for long.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -59,9 +61,11 @@ struct Reading {
     batch: Vec<u8>,
 }
 
-/// What every reading task and the end of `serve` share.
+/// What every reading thread and the end of `serve` share.
 struct Loop {
     registry: Arc<Registry>,
+    /// The runtime handlers' tasks run on (reading threads enter it).
+    runtime: tokio::runtime::Handle,
     /// Answers from the reading task: written at once when the pipe is idle.
     writer: Writer,
     /// The writer's queue, for handlers' tasks and streams.
@@ -96,6 +100,7 @@ where
     };
     let shared = Arc::new(Loop {
         registry,
+        runtime: tokio::runtime::Handle::current(),
         writer,
         frames,
         shutdown: shutdown_rx,
@@ -104,23 +109,22 @@ where
         role: Role::new(reading),
         input_ended: Notify::new(),
     });
-    let watchdog = tokio::spawn({
-        let shared = shared.clone();
-        async move {
-            shared
-                .role
-                .watch(|generation| {
-                    tokio::spawn(read(shared.clone(), generation));
-                })
-                .await
-        }
-    });
-    // A task of its own (not this future): on a multi-thread runtime it then
-    // runs on a worker, next to the reactor that wakes it.
-    tokio::spawn(read(shared.clone(), 0));
+    let watchdog = std::thread::Builder::new()
+        .name("devctl-watchdog".into())
+        .spawn({
+            let shared = shared.clone();
+            move || {
+                shared
+                    .role
+                    .watch(|generation| start_reader(&shared, generation))
+            }
+        });
+    if let Err(err) = watchdog {
+        tracing::warn!("no watchdog thread ({err}): a blocking handler will stall reading");
+    }
+    start_reader(&shared, 0);
     shared.input_ended.notified().await;
     shared.role.end();
-    let _ = watchdog.await;
 
     // Work already under way gets a moment to finish; then it is cancelled
     // (answered E_CANCELED, streams ended), and whatever still hangs is dropped.
@@ -156,6 +160,21 @@ where
     }
 }
 
+/// Starts a thread for `generation` of the reading role. Without one
+/// (the system refuses threads) the plugin stops serving, as at end of input,
+/// rather than hang.
+fn start_reader(shared: &Arc<Loop>, generation: u64) {
+    let runtime = shared.runtime.clone();
+    let reader = shared.clone();
+    let started = std::thread::Builder::new()
+        .name(format!("devctl-reader-{generation}"))
+        .spawn(move || runtime.block_on(read(reader, generation)));
+    if let Err(err) = started {
+        tracing::error!("cannot start a reading thread: {err}; stopping");
+        shared.input_ended.notify_one();
+    }
+}
+
 /// One generation of the reading role: reads and dispatches until input
 /// ends or the watchdog hands the role on.
 async fn read(shared: Arc<Loop>, generation: u64) {
@@ -163,6 +182,13 @@ async fn read(shared: Arc<Loop>, generation: u64) {
         return;
     };
     loop {
+        // Before waiting for input (and first thing in a new generation,
+        // which may inherit answers from the one it took over from).
+        if !reading.batch.is_empty()
+            && (!reading.lines.has_buffered_line() || reading.batch.len() >= BATCH_LIMIT)
+        {
+            flush(&shared.writer, &mut reading.batch).await;
+        }
         let line = match reading.lines.next_line().await {
             Ok(Some(line)) => line,
             Ok(None) => break,
@@ -188,11 +214,6 @@ async fn read(shared: Arc<Loop>, generation: u64) {
                 }
                 Err(BadLine::Ignored(reason)) => tracing::warn!("ignored input line: {reason}"),
             }
-        }
-        if !reading.batch.is_empty()
-            && (!reading.lines.has_buffered_line() || reading.batch.len() >= BATCH_LIMIT)
-        {
-            flush(&shared.writer, &mut reading.batch).await;
         }
     }
     flush(&shared.writer, &mut reading.batch).await;

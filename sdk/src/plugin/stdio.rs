@@ -5,9 +5,12 @@
 //! and fd 1 at stderr. So a stray `println!`, or a child process a handler
 //! starts, can neither corrupt the frames nor swallow requests.
 //!
-//! When the protocol descriptors are pipes or sockets (the normal case under
-//! a host) they are driven non-blocking through the reactor; anything else
-//! (a terminal, a file) falls back to tokio's blocking-pool file I/O.
+//! Input is read with plain blocking reads: only the plugin's reading thread
+//! reads it (never a runtime worker), and a blocking read wakes it straight
+//! from the kernel, whatever the runtime's workers are doing. Output, when it
+//! is a pipe or socket (the normal case under a host), is driven
+//! non-blocking through the reactor; anything else (a terminal, a file)
+//! falls back to tokio's blocking-pool file I/O.
 
 use std::fs::File;
 use std::io::Write;
@@ -32,10 +35,7 @@ pub(crate) fn take_protocol_stdio() -> std::io::Result<(Input, Output)> {
     let null = File::open("/dev/null")?;
     nix::unistd::dup2_stdin(null.as_fd()).map_err(std::io::Error::from)?;
     nix::unistd::dup2_stdout(std::io::stderr().as_fd()).map_err(std::io::Error::from)?;
-    let input: Input = match Pipe::new(input)? {
-        Ok(pipe) => Box::pin(pipe),
-        Err(fd) => Box::pin(tokio::fs::File::from_std(File::from(fd))),
-    };
+    let input: Input = Box::pin(BlockingInput::new(input)?);
     let output: Output = match Pipe::new(output)? {
         Ok(pipe) => Box::pin(pipe),
         Err(fd) => Box::pin(tokio::fs::File::from_std(File::from(fd))),
@@ -49,7 +49,44 @@ fn private_copy(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(copy) })
 }
 
-/// A pipe or socket driven by the reactor.
+/// A descriptor read with blocking reads, for the reading thread only (its
+/// "async" reads complete before they return).
+struct BlockingInput {
+    file: File,
+}
+
+impl BlockingInput {
+    fn new(fd: OwnedFd) -> std::io::Result<BlockingInput> {
+        // Whoever started us may have left the description non-blocking.
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+        let flags = OFlag::from_bits_truncate(flags) - OFlag::O_NONBLOCK;
+        fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+        Ok(BlockingInput {
+            file: File::from(fd),
+        })
+    }
+}
+
+impl AsyncRead for BlockingInput {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            match std::io::Read::read(&mut self.file, buf.initialize_unfilled()) {
+                Ok(read) => {
+                    buf.advance(read);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+    }
+}
+
+/// A pipe or socket written through the reactor.
 struct Pipe {
     fd: AsyncFd<OwnedFd>,
 }
@@ -70,29 +107,6 @@ impl Pipe {
         // until the pipe is dropped; nothing else closes or replaces it.
         let fd = unsafe { AsyncFd::register(fd)? };
         Ok(Ok(Pipe { fd }))
-    }
-}
-
-impl AsyncRead for Pipe {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        loop {
-            let mut guard = ready!(self.fd.poll_read_ready(cx))?;
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| {
-                nix::unistd::read(fd.get_ref().as_fd(), unfilled).map_err(std::io::Error::from)
-            }) {
-                Ok(Ok(read)) => {
-                    buf.advance(read);
-                    return Poll::Ready(Ok(()));
-                }
-                Ok(Err(err)) => return Poll::Ready(Err(err)),
-                Err(_would_block) => continue,
-            }
-        }
     }
 }
 

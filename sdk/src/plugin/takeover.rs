@@ -1,16 +1,17 @@
 //! Who reads requests, and handing that job on when a handler blocks.
 //!
-//! One task at a time holds the reading role. It runs each handler right
+//! One thread at a time holds the reading role. It runs each handler right
 //! where the request was read, so a quick request is answered without
-//! waking another task. Before it does, it parks its reading state here;
-//! the watchdog ([`Role::watch`]) looks every [`TAKEOVER`] and, when the same
-//! handler is still running a tick later (it blocks its thread, or is just
-//! slow), gives the role to a new generation: a fresh task claims the parked
-//! state and reads on, while the old one finishes its handler and stops.
-//! So a blocking handler delays other requests by a few milliseconds, never
-//! until it returns.
+//! waking anything else. Before it does, it parks its reading state here;
+//! the watchdog ([`Role::watch`], a thread of its own, so it does not depend
+//! on an async runtime whose workers a handler may be blocking) looks every
+//! [`TAKEOVER`] and, when the same handler is still running a tick later (it
+//! blocks its thread, or is just slow), gives the role to a new generation:
+//! a fresh thread claims the parked state and reads on, while the old one
+//! finishes its handler and stops. So a blocking handler delays other
+//! requests by a few milliseconds, never until it returns.
 
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -32,7 +33,8 @@ enum Look {
 /// The reading role and the state (`S`) of whoever holds it.
 pub(crate) struct Role<S> {
     state: Mutex<RoleState<S>>,
-    wake: Notify,
+    /// Wakes the watchdog from its idle sleep (or at the end).
+    wake: Condvar,
     /// The last orphan finished.
     orphans_gone: Notify,
 }
@@ -68,7 +70,7 @@ impl<S> Role<S> {
                 orphans: 0,
                 ended: false,
             }),
-            wake: Notify::new(),
+            wake: Condvar::new(),
             orphans_gone: Notify::new(),
         }
     }
@@ -132,22 +134,29 @@ impl<S> Role<S> {
     /// Input ended: the watchdog stops.
     pub fn end(&self) {
         self.lock().ended = true;
-        self.wake.notify_one();
+        self.wake.notify_all();
     }
 
-    /// The watchdog: runs until [`Role::end`]; calls `start_reader` with the
-    /// new generation whenever it takes the role from a stuck holder.
-    pub async fn watch(&self, start_reader: impl Fn(u64)) {
+    /// The watchdog (run it on a thread of its own): runs until
+    /// [`Role::end`]; calls `start_reader` with the new generation whenever
+    /// it takes the role from a stuck holder.
+    pub fn watch(&self, start_reader: impl Fn(u64)) {
         let mut last_seen: Option<u64> = None;
         let mut idle_ticks = 0u32;
         loop {
-            tokio::time::sleep(TAKEOVER).await;
+            std::thread::sleep(TAKEOVER);
             match self.look(&mut last_seen, &mut idle_ticks) {
                 Look::Ended => return,
                 Look::Fine => {}
-                // `notify_one` keeps a permit, so a wake sent between the
-                // look and this wait is not lost.
-                Look::Idle => self.wake.notified().await,
+                Look::Idle => {
+                    let state = self.lock();
+                    // `park` clears `asleep` under the same lock: no wake
+                    // is lost between the look and this wait.
+                    let _state = self
+                        .wake
+                        .wait_while(state, |state| state.asleep && !state.ended)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
+                }
                 Look::TookOver(generation) => start_reader(generation),
             }
         }
@@ -198,13 +207,12 @@ mod tests {
     async fn a_holder_stuck_in_a_handler_loses_the_role_to_a_new_generation() {
         let role = Arc::new(Role::new("reader"));
         let (started_tx, mut started_rx) = tokio::sync::mpsc::unbounded_channel();
-        let watchdog = tokio::spawn({
+        let watchdog = std::thread::spawn({
             let role = role.clone();
-            async move {
+            move || {
                 role.watch(|generation| {
                     let _ = started_tx.send(generation);
                 })
-                .await
             }
         });
         let reading = role.claim(0).expect("generation 0 holds the role");
@@ -218,10 +226,9 @@ mod tests {
         assert_eq!(role.resume(0), None, "the old holder lost the role");
         assert_eq!(role.claim(1), Some("reader"), "the new one reads on");
         role.end();
-        tokio::time::timeout(Duration::from_secs(5), watchdog)
-            .await
-            .expect("the watchdog stops at end")
-            .expect("no panic");
+        watchdog
+            .join()
+            .expect("the watchdog stops at end, without a panic");
     }
 
     #[tokio::test]
