@@ -15,6 +15,11 @@ struct Millis {
     ms: u64,
 }
 
+#[derive(Deserialize)]
+struct Size {
+    n: usize,
+}
+
 fn main() -> ExitCode {
     Plugin::new("misbehaving")
         .op("ping", |_: Ctx, input: Value| async move {
@@ -38,6 +43,10 @@ fn main() -> ExitCode {
                 std::hint::spin_loop();
             }
             Ok::<_, OpError>(json!({"spun": input.ms}))
+        })
+        // Answers with `n` bytes of text.
+        .op("big", |_: Ctx, input: Size| async move {
+            Ok::<_, OpError>(json!("x".repeat(input.n)))
         })
         // Emits as fast as the pipe takes events, until stopped.
         .stream("firehose", |_: Ctx, _: Value, sink| async move {

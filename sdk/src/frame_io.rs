@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -117,12 +117,40 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 /// A queue into the single frame writer. Each message is one or more whole
-/// lines, newlines included. The queue is bounded: a producer faster than
-/// the pipe waits instead of piling up memory.
-pub type FrameSender = mpsc::Sender<Vec<u8>>;
+/// lines, newlines included. The queue is bounded, in messages and in bytes:
+/// a producer faster than the pipe waits instead of piling up memory.
+#[derive(Clone)]
+pub struct FrameSender {
+    queue: mpsc::Sender<Vec<u8>>,
+    /// Bytes that may still be queued.
+    credit: Arc<Semaphore>,
+}
 
-/// Lines queued for the writer before senders wait.
+impl FrameSender {
+    /// Queues `lines`, waiting while the queue is full.
+    pub async fn send(&self, lines: Vec<u8>) -> Result<(), WriterStopped> {
+        let permit = self
+            .credit
+            .acquire_many(cost(&lines))
+            .await
+            .map_err(|_| WriterStopped)?;
+        self.queue.send(lines).await.map_err(|_| WriterStopped)?;
+        // Given back by the writer when it takes the lines.
+        permit.forget();
+        Ok(())
+    }
+}
+
+/// The credit a message takes (a message larger than the whole credit
+/// takes all of it, so it still goes, alone).
+fn cost(lines: &[u8]) -> u32 {
+    u32::try_from(lines.len().min(QUEUE_BYTES)).unwrap_or(u32::MAX)
+}
+
+/// Messages queued for the writer before senders wait…
 const QUEUE: usize = 4096;
+/// …and bytes.
+const QUEUE_BYTES: usize = 8 * 1024 * 1024;
 /// The writer takes from its queue until this much is pending, then writes:
 /// about what a pipe holds, so the reader can start on the first part while
 /// the rest is collected (and the queue's bound is what producers feel).
@@ -143,6 +171,7 @@ pub struct Writer {
 
 struct WriterShared {
     state: Mutex<WriterState>,
+    credit: Arc<Semaphore>,
     /// Tells the writer task that bytes are pending or that it should stop.
     wake: Notify,
 }
@@ -157,6 +186,8 @@ struct WriterState {
     unflushed: bool,
     failed: Option<std::io::Error>,
     closed: bool,
+    /// Frames not started are dropped: the queue is not taken from again.
+    cut: bool,
     /// The writer task has ended: nothing handed over from now on goes out.
     stopped: bool,
 }
@@ -211,6 +242,26 @@ impl Writer {
     /// A queue into this writer, for other tasks.
     pub fn sender(&self) -> FrameSender {
         self.queue.clone()
+    }
+
+    /// Drops every frame not started yet, so the writer ends as soon as the
+    /// frame under way is whole (for a peer that reads too slowly at exit).
+    pub fn cut_to_current_frame(&self) {
+        let mut state = lock(&self.shared.state);
+        let written = state.written;
+        let cut = if written == 0 || state.pending.get(written - 1) == Some(&b'\n') {
+            written
+        } else {
+            state.pending[written..]
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .map_or(state.pending.len(), |at| written + at + 1)
+        };
+        state.pending.truncate(cut);
+        state.closed = true;
+        state.cut = true;
+        drop(state);
+        self.shared.wake.notify_one();
     }
 
     /// Writes `lines` now if the pipe is idle, else queues them.
@@ -283,6 +334,11 @@ where
     W: AsyncWrite + Send + 'static,
 {
     let (queue, receiver) = mpsc::channel::<Vec<u8>>(QUEUE);
+    let credit = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let queue = FrameSender {
+        queue,
+        credit: credit.clone(),
+    };
     let shared = Arc::new(WriterShared {
         state: Mutex::new(WriterState {
             sink: Box::pin(output),
@@ -291,9 +347,11 @@ where
             unflushed: false,
             failed: None,
             closed: false,
+            cut: false,
             stopped: false,
         }),
         wake: Notify::new(),
+        credit,
     });
     let task = tokio::spawn({
         let shared = shared.clone();
@@ -317,7 +375,7 @@ async fn write_frames(
             biased;
             line = receiver.recv() => match line {
                 Some(line) => {
-                    lock(&shared.state).pending.extend_from_slice(&line);
+                    shared.take(&mut lock(&shared.state), line);
                     false
                 }
                 None => true,
@@ -331,7 +389,7 @@ async fn write_frames(
             // when stopping), then write.
             while stopping || state.backlog() < WRITE_CHUNK {
                 match receiver.try_recv() {
-                    Ok(line) => state.pending.extend_from_slice(&line),
+                    Ok(line) => shared.take(&mut state, line),
                     Err(_) => break,
                 }
             }
@@ -349,6 +407,17 @@ async fn write_frames(
             let mut sink =
                 std::future::poll_fn(|cx| lock(&shared.state).sink.as_mut().poll_shutdown(cx));
             return (&mut sink).await;
+        }
+    }
+}
+
+impl WriterShared {
+    /// Moves `lines` from the queue into the pending bytes (dropped after a
+    /// cut) and gives their credit back to the senders.
+    fn take(&self, state: &mut WriterState, lines: Vec<u8>) {
+        self.credit.add_permits(cost(&lines) as usize);
+        if !state.cut {
+            state.pending.extend_from_slice(&lines);
         }
     }
 }

@@ -176,7 +176,9 @@ impl EventSink {
     }
 
     /// Sends an event named `event` with optional fields. Waits while the
-    /// output queue is full, so a fast producer cannot exhaust memory.
+    /// output queue is full, so a fast producer cannot exhaust memory; once
+    /// the host has gone (stdout closed) it waits for good, until the plugin
+    /// stops and ends the stream.
     pub async fn emit(&self, event: &str, fields: Option<serde_json::Map<String, Value>>) {
         self.send(Event {
             stream_id: self.stream_id.clone(),
@@ -211,7 +213,16 @@ impl EventSink {
     }
 
     async fn send(&self, event: Event) {
-        // The writer is gone only when the host has gone; nothing to do then.
-        let _ = self.frames.send(frame_line(&Frame::Event(event))).await;
+        // The writer is gone only when the host has gone. Returning at once
+        // would let an emitting loop spin; the plugin stops (and cancels
+        // this stream) instead.
+        if self
+            .frames
+            .send(frame_line(&Frame::Event(event)))
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
     }
 }

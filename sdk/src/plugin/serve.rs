@@ -40,6 +40,9 @@ use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineRead
 const FINISH_GRACE: Duration = Duration::from_millis(200);
 /// …and then how long cancelled handlers get to answer `E_CANCELED`.
 const CANCEL_GRACE: Duration = Duration::from_millis(200);
+/// Then how long the host gets to read what is still to be written (twice:
+/// all of it, then the frame under way).
+const WRITE_GRACE: Duration = Duration::from_millis(500);
 /// Answers batched beyond this many bytes are sent without waiting for the
 /// buffered requests to run out.
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -123,7 +126,16 @@ where
         tracing::warn!("no watchdog thread ({err}): a blocking handler will stall reading");
     }
     start_reader(&shared, 0);
-    shared.input_ended.notified().await;
+    // Input ends, or output does (the host closed our stdout: nobody is
+    // left to answer, so stop the same way).
+    let mut written = None;
+    tokio::select! {
+        () = shared.input_ended.notified() => {}
+        result = &mut writer_task => {
+            tracing::warn!("stdout is closed; stopping");
+            written = Some(result);
+        }
+    }
     shared.role.end();
 
     // Work already under way gets a moment to finish; then it is cancelled
@@ -149,14 +161,26 @@ where
     // What is queued is written; a handler that still blocks its thread
     // holds a sender, and must not keep the plugin alive.
     shared.writer.close();
+    let written = match written {
+        Some(result) => Some(result),
+        None => match tokio::time::timeout(WRITE_GRACE, &mut writer_task).await {
+            Ok(result) => Some(result),
+            Err(_) => {
+                // The host reads too slowly (or not at all): frames not
+                // started are dropped, the one under way is finished, so
+                // stdout never ends in the middle of a line.
+                tracing::warn!("stdout is not read fast enough; answers not yet written are lost");
+                shared.writer.cut_to_current_frame();
+                tokio::time::timeout(WRITE_GRACE, &mut writer_task)
+                    .await
+                    .ok()
+            }
+        },
+    };
     drop(shared);
-    match tokio::time::timeout(FINISH_GRACE, &mut writer_task).await {
-        Ok(Ok(Err(err))) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err),
-        Ok(_) => Ok(()),
-        Err(_) => {
-            tracing::warn!("a handler is still running at exit; its answer is lost");
-            Ok(())
-        }
+    match written {
+        Some(Ok(Err(err))) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err),
+        _ => Ok(()),
     }
 }
 
@@ -309,13 +333,15 @@ async fn start_stream(
     spawn(
         shared,
         async move {
+            // Cancellation first, as in `bounded`: a stream that always has
+            // another event ready would otherwise never see it.
             tokio::select! {
                 biased;
+                () = ctx.cancelled() => sink.end(false, Some("plugin is shutting down".into())).await,
                 result = work => match result {
                     Ok(()) => sink.end(true, None).await,
                     Err(err) => sink.end(false, Some(err.to_string())).await,
                 },
-                () = ctx.cancelled() => sink.end(false, Some("plugin is shutting down".into())).await,
             }
         }
         .instrument(span),
@@ -387,10 +413,12 @@ where
             None => work.await,
         }
     };
+    // Cancellation is looked at first: a handler that is always ready again
+    // (it uses up the task's budget) must not hide it.
     tokio::select! {
         biased;
-        result = timed => result,
         () = ctx.cancelled() => Err(OpError::new(ErrorCode::Canceled, "plugin is shutting down (stdin closed)")),
+        result = timed => result,
     }
 }
 
