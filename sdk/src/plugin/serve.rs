@@ -192,7 +192,11 @@ fn start_reader(shared: &Arc<Loop>, generation: u64) {
     let reader = shared.clone();
     let started = std::thread::Builder::new()
         .name(format!("devctl-reader-{generation}"))
-        .spawn(move || runtime.block_on(read(reader, generation)));
+        // Unconstrained: the whole loop is one never-ending poll of
+        // `block_on`, so tokio's per-poll budget would run out after a few
+        // hundred requests and then refuse every direct write (each would
+        // take the detour through the writer task: two thread wake-ups).
+        .spawn(move || runtime.block_on(tokio::task::unconstrained(read(reader, generation))));
     if let Err(err) = started {
         tracing::error!("cannot start a reading thread: {err}; stopping");
         shared.input_ended.notify_one();
