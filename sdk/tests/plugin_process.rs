@@ -282,3 +282,47 @@ fn answers_the_host_does_not_read_yet_take_bounded_memory() {
     raw.stdin = None;
     assert!(raw.exits_within(Duration::from_secs(5)).is_some());
 }
+
+#[test]
+fn a_blocking_handler_is_answered_e_timeout_at_its_deadline_and_e_canceled_at_eof_once_each() {
+    use std::io::BufRead;
+    let mut raw = Raw::start();
+    raw.send(&format!(
+        "{}\n",
+        json!({"type": "request", "request_id": "late", "op": "block",
+               "ctx": {"deadline_ms": 300}, "input": {"ms": 3000}})
+    ));
+    raw.send(&request("stuck", "block", json!({"ms": 60_000})));
+    let stdout = raw.stdout.take().expect("stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in stdout.lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines_rx
+        .recv_timeout(Duration::from_secs(2))
+        .expect("an answer well before the handler returns (3 s)");
+    let first: serde_json::Value = serde_json::from_str(&first).expect("a frame");
+    assert_eq!(first["request_id"], "late", "{first}");
+    assert_eq!(first["error"]["code"], "E_TIMEOUT", "{first}");
+    // stdin closes while `stuck` blocks for a minute and `late` still runs.
+    raw.stdin = None;
+    let status = raw.exits_within(Duration::from_secs(5));
+    assert!(status.is_some(), "the plugin exits at EOF");
+    reader.join().expect("reader");
+    let rest: Vec<serde_json::Value> = lines_rx
+        .try_iter()
+        .map(|line| serde_json::from_str(&line).expect("whole frames"))
+        .collect();
+    assert_eq!(
+        rest.len(),
+        1,
+        "one answer more, for `stuck` alone: {rest:?}"
+    );
+    assert_eq!(rest[0]["request_id"], "stuck");
+    assert_eq!(rest[0]["error"]["code"], "E_CANCELED");
+}

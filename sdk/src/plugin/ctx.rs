@@ -2,13 +2,14 @@
 //! failure ([`OpError`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use devctl_contract::protocol::{ErrorBody, Event, Frame, Note, Request};
 use devctl_contract::ErrorCode;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::frame_io::{frame_line, FrameSender};
 
@@ -72,6 +73,12 @@ struct CtxInner {
     shutdown: watch::Receiver<bool>,
     warnings: Mutex<Vec<Note>>,
     notes: Mutex<Vec<Note>>,
+    /// The request has its answer (each gets exactly one).
+    answered: AtomicBool,
+    /// Someone waits in [`Ctx::answered`]…
+    watched: AtomicBool,
+    /// …to be told here.
+    answer_sent: Notify,
 }
 
 impl Ctx {
@@ -91,6 +98,9 @@ impl Ctx {
                 shutdown,
                 warnings: Mutex::new(Vec::new()),
                 notes: Mutex::new(Vec::new()),
+                answered: AtomicBool::new(false),
+                watched: AtomicBool::new(false),
+                answer_sent: Notify::new(),
             }),
         }
     }
@@ -137,6 +147,30 @@ impl Ctx {
     /// Adds an informational note to the response.
     pub fn note(&self, message: impl Into<String>) {
         push(&self.inner.notes, "info", message.into());
+    }
+
+    /// Takes the right to answer: true for the first caller only.
+    pub(crate) fn claim_answer(&self) -> bool {
+        let first = !self.inner.answered.swap(true, Ordering::AcqRel);
+        if first && self.inner.watched.load(Ordering::Acquire) {
+            self.inner.answer_sent.notify_waiters();
+        }
+        first
+    }
+
+    /// Resolves once the request has its answer.
+    pub(crate) async fn answered(&self) {
+        self.inner.watched.store(true, Ordering::Release);
+        loop {
+            let sent = self.inner.answer_sent.notified();
+            tokio::pin!(sent);
+            // Registered before the check, so an answer in between is seen.
+            sent.as_mut().enable();
+            if self.inner.answered.load(Ordering::Acquire) {
+                return;
+            }
+            sent.await;
+        }
     }
 
     pub(crate) fn take_messages(&self) -> (Vec<Note>, Vec<Note>) {

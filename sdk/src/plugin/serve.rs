@@ -77,7 +77,7 @@ struct Loop {
     /// Handlers that had to wait, and streams.
     tasks: Mutex<JoinSet<()>>,
     next_stream: AtomicU64,
-    role: Role<Reading>,
+    role: Role<Reading, Ctx>,
     /// Input ended (EOF or a read error).
     input_ended: Notify,
 }
@@ -117,9 +117,12 @@ where
         .spawn({
             let shared = shared.clone();
             move || {
-                shared
-                    .role
-                    .watch(|generation| start_reader(&shared, generation))
+                shared.role.watch(|generation, stuck| {
+                    start_reader(&shared, generation);
+                    if let Some(ctx) = stuck {
+                        answer_for_orphan(&shared, ctx);
+                    }
+                })
             }
         });
     if let Err(err) = watchdog {
@@ -277,7 +280,7 @@ async fn dispatch(
         };
 
     let mut work = CatchPanic(work);
-    shared.role.park(reading);
+    shared.role.park(reading, ctx.clone());
     let first = std::future::poll_fn(|cx| {
         let _entered = span.enter();
         Poll::Ready(Pin::new(&mut work).poll(cx))
@@ -286,14 +289,20 @@ async fn dispatch(
     let reading = shared.role.resume(generation);
     match first {
         Poll::Ready(result) => {
-            let answer = response(&ctx, result);
+            // Unless it was answered for it meanwhile (an orphan past its
+            // deadline, or at shutdown).
+            let answer = ctx.claim_answer().then(|| response(&ctx, result));
             match reading {
                 Some(mut reading) => {
-                    answer.write_line(&mut reading.batch);
+                    if let Some(answer) = answer {
+                        answer.write_line(&mut reading.batch);
+                    }
                     return Some(reading);
                 }
                 None => {
-                    shared.writer.send(frame_line(&answer)).await;
+                    if let Some(answer) = answer {
+                        shared.writer.send(frame_line(&answer)).await;
+                    }
                     shared.role.orphan_done();
                 }
             }
@@ -304,7 +313,9 @@ async fn dispatch(
                 shared,
                 async move {
                     let result = bounded(&ctx, work).await;
-                    let _ = frames.send(frame_line(&response(&ctx, result))).await;
+                    if ctx.claim_answer() {
+                        let _ = frames.send(frame_line(&response(&ctx, result))).await;
+                    }
                 }
                 .instrument(span),
             );
@@ -408,12 +419,7 @@ where
         match ctx.deadline() {
             Some(deadline) => tokio::time::timeout_at(deadline.into(), work)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(OpError::new(
-                        ErrorCode::Timeout,
-                        format!("{} did not finish before its deadline", ctx.op()),
-                    ))
-                }),
+                .unwrap_or_else(|_| Err(past_deadline(ctx))),
             None => work.await,
         }
     };
@@ -421,9 +427,49 @@ where
     // (it uses up the task's budget) must not hide it.
     tokio::select! {
         biased;
-        () = ctx.cancelled() => Err(OpError::new(ErrorCode::Canceled, "plugin is shutting down (stdin closed)")),
+        () = ctx.cancelled() => Err(shutting_down()),
         result = timed => result,
     }
+}
+
+fn past_deadline(ctx: &Ctx) -> OpError {
+    OpError::new(
+        ErrorCode::Timeout,
+        format!("{} did not finish before its deadline", ctx.op()),
+    )
+}
+
+fn shutting_down() -> OpError {
+    OpError::new(
+        ErrorCode::Canceled,
+        "plugin is shutting down (stdin closed)",
+    )
+}
+
+/// A handler that lost the reading role blocks a thread and cannot be
+/// interrupted; its request is answered for it (`E_TIMEOUT` at its
+/// deadline, `E_CANCELED` at shutdown) unless it answers first.
+fn answer_for_orphan(shared: &Arc<Loop>, ctx: Ctx) {
+    // Called from the watchdog thread: spawning needs the runtime.
+    let _runtime = shared.runtime.enter();
+    let frames = shared.frames.clone();
+    spawn(shared, async move {
+        let deadline = async {
+            match ctx.deadline() {
+                Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let error = tokio::select! {
+            biased;
+            () = ctx.answered() => return,
+            () = ctx.cancelled() => shutting_down(),
+            () = deadline => past_deadline(&ctx),
+        };
+        if ctx.claim_answer() {
+            let _ = frames.send(frame_line(&response(&ctx, Err(error)))).await;
+        }
+    });
 }
 
 async fn run_command(registry: Arc<Registry>, ctx: Ctx, input: Value) -> Result<Value, OpError> {

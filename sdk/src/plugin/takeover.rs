@@ -23,26 +23,30 @@ pub(crate) const TAKEOVER: Duration = Duration::from_millis(5);
 /// next one starts (so an idle plugin does not wake every few ms).
 const IDLE_TICKS: u32 = 200;
 
-enum Look {
+enum Look<W> {
     Ended,
     Fine,
     Idle,
-    TookOver(u64),
+    TookOver(u64, Option<W>),
 }
 
-/// The reading role and the state (`S`) of whoever holds it.
-pub(crate) struct Role<S> {
-    state: Mutex<RoleState<S>>,
+/// The reading role, the state (`S`) of whoever holds it, and what (`W`)
+/// the holder is running inline.
+pub(crate) struct Role<S, W> {
+    state: Mutex<RoleState<S, W>>,
     /// Wakes the watchdog from its idle sleep (or at the end).
     wake: Condvar,
     /// The last orphan finished.
     orphans_gone: Notify,
 }
 
-struct RoleState<S> {
+struct RoleState<S, W> {
     /// The reading state while nobody reads with it (a handler runs, or a
     /// new generation has yet to claim it).
     parked: Option<S>,
+    /// What the holder runs inline right now (handed to the watchdog's
+    /// caller when the holder loses the role).
+    running: Option<W>,
     /// The generation that holds the role.
     generation: u64,
     /// Handlers started inline so far: the watchdog's way to tell "still the
@@ -57,12 +61,13 @@ struct RoleState<S> {
     ended: bool,
 }
 
-impl<S> Role<S> {
+impl<S, W> Role<S, W> {
     /// A role held by generation 0, which claims `state` first.
-    pub fn new(state: S) -> Role<S> {
+    pub fn new(state: S) -> Role<S, W> {
         Role {
             state: Mutex::new(RoleState {
                 parked: Some(state),
+                running: None,
                 generation: 0,
                 started: 0,
                 busy: false,
@@ -84,10 +89,11 @@ impl<S> Role<S> {
         state.parked.take()
     }
 
-    /// Parks `reading` while its holder runs a handler inline.
-    pub fn park(&self, reading: S) {
+    /// Parks `reading` while its holder runs `work` inline.
+    pub fn park(&self, reading: S, work: W) {
         let mut state = self.lock();
         state.parked = Some(reading);
+        state.running = Some(work);
         state.busy = true;
         state.started = state.started.wrapping_add(1);
         if state.asleep {
@@ -104,6 +110,7 @@ impl<S> Role<S> {
             return None;
         }
         state.busy = false;
+        state.running = None;
         state.parked.take()
     }
 
@@ -138,9 +145,9 @@ impl<S> Role<S> {
     }
 
     /// The watchdog (run it on a thread of its own): runs until
-    /// [`Role::end`]; calls `start_reader` with the new generation whenever
-    /// it takes the role from a stuck holder.
-    pub fn watch(&self, start_reader: impl Fn(u64)) {
+    /// [`Role::end`]; calls `start_reader` with the new generation and the
+    /// work the stuck holder is running whenever it takes the role over.
+    pub fn watch(&self, start_reader: impl Fn(u64, Option<W>)) {
         let mut last_seen: Option<u64> = None;
         let mut idle_ticks = 0u32;
         loop {
@@ -157,13 +164,13 @@ impl<S> Role<S> {
                         .wait_while(state, |state| state.asleep && !state.ended)
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
                 }
-                Look::TookOver(generation) => start_reader(generation),
+                Look::TookOver(generation, work) => start_reader(generation, work),
             }
         }
     }
 
     /// One tick of the watchdog.
-    fn look(&self, last_seen: &mut Option<u64>, idle_ticks: &mut u32) -> Look {
+    fn look(&self, last_seen: &mut Option<u64>, idle_ticks: &mut u32) -> Look<W> {
         let mut state = self.lock();
         if state.ended {
             return Look::Ended;
@@ -187,10 +194,10 @@ impl<S> Role<S> {
         state.generation += 1;
         state.busy = false;
         state.orphans += 1;
-        Look::TookOver(state.generation)
+        Look::TookOver(state.generation, state.running.take())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, RoleState<S>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RoleState<S, W>> {
         // The state is a few plain fields, consistent after any panic.
         self.state
             .lock()
@@ -210,19 +217,20 @@ mod tests {
         let watchdog = std::thread::spawn({
             let role = role.clone();
             move || {
-                role.watch(|generation| {
-                    let _ = started_tx.send(generation);
+                role.watch(|generation, work| {
+                    let _ = started_tx.send((generation, work));
                 })
             }
         });
         let reading = role.claim(0).expect("generation 0 holds the role");
-        role.park(reading);
+        role.park(reading, "handler a");
         // The holder "blocks" (it does not come back) for longer than two ticks.
-        let generation = tokio::time::timeout(Duration::from_secs(5), started_rx.recv())
+        let (generation, work) = tokio::time::timeout(Duration::from_secs(5), started_rx.recv())
             .await
             .expect("the watchdog took over")
             .expect("a generation");
         assert_eq!(generation, 1);
+        assert_eq!(work, Some("handler a"), "the stuck work is handed on");
         assert_eq!(role.resume(0), None, "the old holder lost the role");
         assert_eq!(role.claim(1), Some("reader"), "the new one reads on");
         role.end();
@@ -233,9 +241,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_quick_handler_keeps_the_role() {
-        let role = Role::new(7);
+        let role: Role<i32, ()> = Role::new(7);
         let reading = role.claim(0).expect("claimed");
-        role.park(reading);
+        role.park(reading, ());
         assert_eq!(role.resume(0), Some(7));
         assert_eq!(role.claim(1), None, "generation 1 never got the role");
     }
