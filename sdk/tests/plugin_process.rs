@@ -150,33 +150,27 @@ impl Raw {
         None
     }
 
-    /// User + system CPU time so far, in clock ticks.
+    /// User + system CPU time so far, in clock ticks. A sample that cannot
+    /// be read fails the test (a made-up 0 would let it pass).
     fn cpu_ticks(&self) -> u64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("the plugin's /proc stat");
         // Fields after the command name (which ends with ')'): utime is the
         // 12th, stime the 13th.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, rest)| rest.split_whitespace().collect())
-            .unwrap_or_default();
-        let field = |at: usize| {
-            fields
-                .get(at)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
+        let (_, rest) = stat.rsplit_once(')').expect("a stat line");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |at: usize| -> u64 { fields[at].parse().expect("a tick count") };
         field(11) + field(12)
     }
 
     fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
+            .expect("the plugin's /proc status");
         status
             .lines()
             .find_map(|line| line.strip_prefix("VmRSS:"))
             .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
+            .expect("a VmRSS line")
     }
 }
 
