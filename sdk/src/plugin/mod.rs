@@ -198,7 +198,7 @@ impl Plugin {
     ///
     /// Before serving, stdin and stdout are moved aside for the protocol and
     /// fd 0/fd 1 are pointed at /dev/null and stderr. Logs (`tracing`, level from `DEVCTL_PLUGIN_LOG`, default
-    /// `info`) go to stderr.
+    /// `info`) go to stderr; at `debug`, within a `request{id op}` span.
     pub fn run(self) -> ExitCode {
         init_tracing();
         let runtime = match tokio::runtime::Builder::new_multi_thread()
