@@ -117,6 +117,33 @@ async fn an_undeclared_op_fails_locally_at_once() {
 }
 
 #[tokio::test]
+async fn a_short_timeout_fires_on_time_while_a_longer_call_waits() {
+    let client = start("ignore-unknown").await;
+    let started = Instant::now();
+    let raced = {
+        let long = client.call("ping", json!({}), Duration::from_secs(60));
+        let short = client.call("ping", json!({}), Duration::from_millis(200));
+        tokio::pin!(long);
+        // `biased`: the long call is sent first, so the short one's
+        // deadline is the sooner one to come.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::select! {
+                biased;
+                answer = &mut long => panic!("the 60 s call ended first: {answer:?}"),
+                answer = short => answer,
+            }
+        })
+        .await
+        .expect("the 200 ms call ended within 10 s")
+    };
+    let err = raced.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Timeout, "{err:?}");
+    assert!(err.message.contains("200 ms"), "{}", err.message);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    close_cleanly(client).await;
+}
+
+#[tokio::test]
 async fn nothing_is_written_for_an_undeclared_op() {
     // In memory, so we can read exactly what the host writes.
     let (host_out, mut plugin_in) = tokio::io::duplex(4096);
@@ -244,6 +271,42 @@ async fn a_hung_plugin_is_bounded_and_its_whole_group_is_killed() {
     assert_eq!(report.how, "killed", "SIGTERM is ignored, so SIGKILL it is");
     // `Unknown` (no readable /proc) must fail here, not pass as "gone".
     assert_eq!(liveness(child), Liveness::Gone);
+}
+
+#[tokio::test]
+async fn calls_to_a_plugin_that_never_reads_end_at_their_deadline() {
+    let options = HostOptions {
+        stderr: StderrSink::Discard,
+        term_grace: Duration::from_millis(100),
+        ..HostOptions::default()
+    };
+    let client = Client::start(&fixture("hang"), RequestMeta::default(), options)
+        .await
+        .unwrap();
+    let client = Arc::new(client);
+    // 24 MiB of requests: more than the pipe, the writer's buffer and its
+    // queue hold, so the last calls wait for room that never comes.
+    let big = json!({ "blob": "x".repeat(1024 * 1024) });
+    let started = Instant::now();
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..24 {
+        let (client, big) = (client.clone(), big.clone());
+        calls.spawn(async move {
+            client
+                .call("ping", big, Duration::from_millis(500))
+                .await
+                .unwrap_err()
+        });
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(10), calls.join_all())
+        .await
+        .expect("every call ended within 10 s");
+    for err in &ended {
+        assert_eq!(err.code, ErrorCode::Timeout, "{err:?}");
+    }
+    assert!(started.elapsed() >= Duration::from_millis(500));
+    let client = Arc::into_inner(client).expect("the calls are over");
+    close_cleanly(client).await;
 }
 
 #[tokio::test]

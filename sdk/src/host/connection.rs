@@ -5,11 +5,14 @@
 //! sent and gave up on: dropped) from an answer to an id it never sent (a
 //! protocol violation: fatal, so no call waits out its timeout for an answer
 //! that went astray). The reader never waits for a consumer, so it cannot
-//! deadlock.
+//! deadlock. Each call's deadline is kept with it, and one task per
+//! connection ([`expire_calls`]) answers the calls whose deadline passed:
+//! one timer for the connection rather than one per call.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use devctl_contract::protocol::{decode_frame, Event, Frame, FrameError, Response};
 use devctl_contract::ErrorCode;
@@ -22,11 +25,19 @@ use crate::frame_io::{LineError, LineReader};
 /// At most this many distinct streams are buffered at once.
 const MAX_STREAMS: usize = 1024;
 
-pub(crate) type Reply = Result<Response, Fatal>;
+pub(crate) type Reply = Result<Response, Unanswered>;
+
+/// Why a call ends without a response.
+#[derive(Debug)]
+pub(crate) enum Unanswered {
+    /// The connection died.
+    Fatal(Fatal),
+    /// Its deadline passed (a late answer is dropped).
+    DeadlinePassed,
+}
 
 /// A call registered with [`Connection::register`].
 pub(crate) struct PendingCall {
-    pub request_id: String,
     number: u64,
 }
 
@@ -38,14 +49,24 @@ pub(crate) struct Connection {
     id_prefix: String,
     /// Request ids issued so far (ids are numbered from 1).
     issued: AtomicU64,
+    /// Tells [`expire_calls`] that a call with an earlier deadline came.
+    sooner_deadline: Notify,
 }
 
 #[derive(Default)]
 struct Routes {
     /// Calls waiting for an answer, by the number in their request id.
-    pending: HashMap<u64, oneshot::Sender<Reply>>,
+    pending: HashMap<u64, Waiter>,
+    /// No pending call's deadline is earlier (it may be a call answered
+    /// since: [`expire_calls`] then only looks again).
+    next_deadline: Option<Instant>,
     streams: HashMap<String, Arc<StreamState>>,
     fatal: Option<Fatal>,
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Reply>,
+    deadline: Option<Instant>,
 }
 
 impl Connection {
@@ -55,27 +76,59 @@ impl Connection {
             stream_capacity,
             id_prefix: format!("{plugin_id}-"),
             issued: AtomicU64::new(0),
+            sooner_deadline: Notify::new(),
         }
     }
 
-    /// Issues the next request id and registers a pending call for it;
-    /// fails with the cause once the connection died.
-    pub fn register(&self) -> Result<(PendingCall, oneshot::Receiver<Reply>), Fatal> {
-        let (tx, rx) = oneshot::channel();
-        let number = {
-            let mut routes = lock(&self.routes);
-            if let Some(fatal) = &routes.fatal {
-                return Err(fatal.clone());
+    /// Issues the next request id and registers a pending call for it,
+    /// answered with [`Unanswered::DeadlinePassed`] at `deadline` (never
+    /// when `None`); fails with the cause once the connection died.
+    pub fn register(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<(PendingCall, oneshot::Receiver<Reply>), Fatal> {
+        let (reply, rx) = oneshot::channel();
+        let mut routes = lock(&self.routes);
+        if let Some(fatal) = &routes.fatal {
+            return Err(fatal.clone());
+        }
+        let number = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
+        routes.pending.insert(number, Waiter { reply, deadline });
+        if let Some(deadline) = deadline {
+            if routes.next_deadline.is_none_or(|next| deadline < next) {
+                routes.next_deadline = Some(deadline);
+                self.sooner_deadline.notify_one();
             }
-            let number = self.issued.fetch_add(1, Ordering::Relaxed) + 1;
-            routes.pending.insert(number, tx);
-            number
-        };
-        let call = PendingCall {
-            request_id: format!("{}{number}", self.id_prefix),
-            number,
-        };
-        Ok((call, rx))
+        }
+        Ok((PendingCall { number }, rx))
+    }
+
+    /// Answers every call whose deadline is `now` or earlier; returns the
+    /// next deadline.
+    fn expire_due(&self, now: Instant) -> Option<Instant> {
+        let mut routes = lock(&self.routes);
+        let due: Vec<u64> = routes
+            .pending
+            .iter()
+            .filter(|(_, waiter)| waiter.deadline.is_some_and(|deadline| deadline <= now))
+            .map(|(number, _)| *number)
+            .collect();
+        for number in due {
+            if let Some(waiter) = routes.pending.remove(&number) {
+                let _ = waiter.reply.send(Err(Unanswered::DeadlinePassed));
+            }
+        }
+        routes.next_deadline = routes
+            .pending
+            .values()
+            .filter_map(|waiter| waiter.deadline)
+            .min();
+        routes.next_deadline
+    }
+
+    /// The request id of `call` (`<plugin-id>-<n>`).
+    pub fn request_id(&self, call: &PendingCall) -> String {
+        format!("{}{}", self.id_prefix, call.number)
     }
 
     /// The number in `request_id`, when it has this connection's form.
@@ -129,8 +182,10 @@ impl Connection {
             )
         };
         for (_, waiter) in pending {
-            let _ = waiter.send(Err(fatal.clone()));
+            let _ = waiter.reply.send(Err(Unanswered::Fatal(fatal.clone())));
         }
+        // So `expire_calls` sees it and ends.
+        self.sooner_deadline.notify_one();
         for stream in streams {
             stream.fail(&fatal);
         }
@@ -143,7 +198,7 @@ impl Connection {
         let waiter = number.and_then(|number| lock(&self.routes).pending.remove(&number));
         match waiter {
             Some(waiter) => {
-                let _ = waiter.send(Ok(response));
+                let _ = waiter.reply.send(Ok(response));
             }
             None if number.is_some_and(|number| self.issued(number)) => tracing::debug!(
                 request_id = %response.request_id,
@@ -181,6 +236,27 @@ impl Connection {
             }
         };
         stream.push(event);
+    }
+}
+
+/// Answers calls whose deadline passed, until the connection dies. One
+/// timer at a time: until the earliest deadline, or a sooner one.
+pub(crate) async fn expire_calls(connection: Arc<Connection>) {
+    let mut next = None;
+    loop {
+        if connection.fatal().is_some() {
+            return;
+        }
+        match next {
+            None => connection.sooner_deadline.notified().await,
+            Some(deadline) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)) => {}
+                    () = connection.sooner_deadline.notified() => {}
+                }
+            }
+        }
+        next = connection.expire_due(Instant::now());
     }
 }
 

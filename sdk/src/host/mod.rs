@@ -30,7 +30,7 @@ use tokio::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader};
 use tokio::task::JoinHandle;
 
 use crate::frame_io::{spawn_writer, LineError, LineReader, Writer};
-use connection::{read_frames, Connection, StreamState};
+use connection::{expire_calls, read_frames, Connection, StreamState, Unanswered};
 pub use error::OpError;
 use process::ProcessGroup;
 pub use process::{
@@ -132,6 +132,8 @@ pub struct Client {
     frames: Option<Writer>,
     writer: JoinHandle<std::io::Result<()>>,
     reader: JoinHandle<()>,
+    /// Answers calls whose deadline passed.
+    deadlines: JoinHandle<()>,
     stderr: Option<JoinHandle<()>>,
     stderr_tail: Arc<Mutex<VecDeque<String>>>,
     process: Option<ProcessGroup>,
@@ -240,6 +242,7 @@ impl Client {
         let connection = Arc::new(Connection::new(plugin_id, options.stream_buffer));
         let (frames, writer_task) = spawn_writer(stdin);
         let reader = tokio::spawn(read_frames(connection.clone(), reader));
+        let deadlines = tokio::spawn(expire_calls(connection.clone()));
         Ok(Client {
             id: plugin_id.to_owned(),
             handshake,
@@ -248,6 +251,7 @@ impl Client {
             frames: Some(frames),
             writer: writer_task,
             reader,
+            deadlines,
             stderr: None,
             stderr_tail: Arc::new(Mutex::new(VecDeque::new())),
             process: None,
@@ -296,23 +300,46 @@ impl Client {
                 format!("plugin {} does not declare op {op:?}", self.id),
             ));
         }
-        let (call, answer) = self
+        // No deadline for a timeout past the clock's range.
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        let (call, mut answer) = self
             .connection
-            .register()
+            .register(deadline)
             .map_err(|fatal| fatal.to_error(&self.id, op))?;
-        let request = Request {
-            request_id: call.request_id.clone(),
+        let frame = Frame::Request(Request {
+            request_id: self.connection.request_id(&call),
             op: op.to_owned(),
             ctx: self.request_context(timeout),
             input,
+        });
+        let reply = match self.frames.as_ref() {
+            None => None,
+            Some(frames) => tokio::select! {
+                biased;
+                sent = frames.push(&frame) => match sent {
+                    Ok(()) => Some(answer.await),
+                    Err(_) => None,
+                },
+                // The deadline (or the connection's end) while the request
+                // waits for room in the writer's queue.
+                reply = &mut answer => Some(reply),
+            },
         };
-        let frame = Frame::Request(request);
-        let exchange = async {
-            let frames = self.frames.as_ref().ok_or(None)?;
-            frames.push(&frame).await.map_err(|_| None)?;
-            answer.await.map_err(|_| None)?.map_err(Some)
+        let Some(reply) = reply else {
+            self.connection.forget(&call);
+            return Err(self.connection.fatal().map_or_else(
+                || {
+                    OpError::new(
+                        &self.id,
+                        op,
+                        ErrorCode::Runtime,
+                        "the plugin's stdin is closed",
+                    )
+                },
+                |fatal| fatal.to_error(&self.id, op),
+            ));
         };
-        match tokio::time::timeout(timeout, exchange).await {
+        match reply {
             Ok(Ok(response)) if response.ok => Ok(Reply {
                 output: response.output.unwrap_or(Value::Null),
                 warnings: response.warnings,
@@ -327,30 +354,25 @@ impl Client {
                     "the plugin answered ok:false without an error",
                 ),
             }),
-            Ok(Err(Some(fatal))) => Err(fatal.to_error(&self.id, op)),
-            Ok(Err(None)) => {
-                self.connection.forget(&call);
-                Err(self.connection.fatal().map_or_else(
-                    || {
-                        OpError::new(
-                            &self.id,
-                            op,
-                            ErrorCode::Runtime,
-                            "the plugin's stdin is closed",
-                        )
-                    },
-                    |fatal| fatal.to_error(&self.id, op),
-                ))
-            }
-            Err(_) => {
-                self.connection.forget(&call);
-                Err(OpError::new(
-                    &self.id,
-                    op,
-                    ErrorCode::Timeout,
-                    format!("no answer within {} ms", timeout.as_millis()),
-                ))
-            }
+            Ok(Err(Unanswered::Fatal(fatal))) => Err(fatal.to_error(&self.id, op)),
+            Ok(Err(Unanswered::DeadlinePassed)) => Err(OpError::new(
+                &self.id,
+                op,
+                ErrorCode::Timeout,
+                format!("no answer within {} ms", timeout.as_millis()),
+            )),
+            // Its entry went without a word: only the connection's end does that.
+            Err(_) => Err(self.connection.fatal().map_or_else(
+                || {
+                    OpError::new(
+                        &self.id,
+                        op,
+                        ErrorCode::Runtime,
+                        "the plugin connection ended",
+                    )
+                },
+                |fatal| fatal.to_error(&self.id, op),
+            )),
         }
     }
 
@@ -452,6 +474,7 @@ impl Client {
         self.writer.abort();
         let _ = tokio::time::timeout(drain, &mut self.reader).await;
         self.reader.abort();
+        self.deadlines.abort();
         if let Some(stderr) = self.stderr.take() {
             let _ = tokio::time::timeout(drain, stderr).await;
         }
@@ -475,6 +498,7 @@ impl Client {
 impl Drop for Client {
     fn drop(&mut self) {
         self.reader.abort();
+        self.deadlines.abort();
         self.writer.abort();
         if let Some(stderr) = &self.stderr {
             stderr.abort();
