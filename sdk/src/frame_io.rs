@@ -28,12 +28,21 @@ pub enum LineError {
 /// from there.
 pub struct LineReader<R> {
     inner: R,
+    /// A line that arrived in pieces, gathered here.
     line: Vec<u8>,
     limit: usize,
     /// After an oversized line: skip input up to the next newline.
     discarding: bool,
-    /// `line` holds a line already returned (cleared on the next call).
-    returned: bool,
+    /// Where the line returned last is, to let go of on the next call.
+    returned: Returned,
+}
+
+enum Returned {
+    Nothing,
+    /// In `line`.
+    Gathered,
+    /// Still in `inner`'s buffer: this many bytes, newline included.
+    InBuffer(usize),
 }
 
 impl<R: AsyncBufRead + Unpin> LineReader<R> {
@@ -43,7 +52,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             line: Vec::new(),
             limit,
             discarding: false,
-            returned: false,
+            returned: Returned::Nothing,
         }
     }
 
@@ -51,9 +60,20 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     /// `None` at end of input. An oversized line is reported as soon as it
     /// crosses the limit; the next call resumes after it.
     pub async fn next_line(&mut self) -> Result<Option<&[u8]>, LineError> {
-        if self.returned {
-            self.line.clear();
-            self.returned = false;
+        match std::mem::replace(&mut self.returned, Returned::Nothing) {
+            Returned::Nothing => {}
+            Returned::Gathered => self.line.clear(),
+            Returned::InBuffer(length) => self.inner.consume(length),
+        }
+        // The usual case: a whole line is buffered, returned without a copy.
+        if self.line.is_empty() && !self.discarding {
+            let buf = self.inner.fill_buf().await?;
+            if let Some(at) = memchr::memchr(b'\n', buf).filter(|&at| at <= self.limit) {
+                self.returned = Returned::InBuffer(at + 1);
+                // A buffer that is not empty is handed back as it is.
+                let buf = self.inner.fill_buf().await?;
+                return Ok(Some(trim_cr(&buf[..at])));
+            }
         }
         loop {
             let buf = self.inner.fill_buf().await?;
@@ -62,10 +82,10 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
                     self.discarding = false;
                     return Ok(None);
                 }
-                self.returned = true;
+                self.returned = Returned::Gathered;
                 return Ok(Some(trim_cr(&self.line)));
             }
-            let (chunk, found) = match memchr_newline(buf) {
+            let (chunk, found) = match memchr::memchr(b'\n', buf) {
                 Some(at) => (&buf[..at], Some(at)),
                 None => (buf, None),
             };
@@ -88,7 +108,7 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
             match found {
                 Some(at) => {
                     self.inner.consume(at + 1);
-                    self.returned = true;
+                    self.returned = Returned::Gathered;
                     return Ok(Some(trim_cr(&self.line)));
                 }
                 None => {
@@ -104,12 +124,14 @@ impl<R: tokio::io::AsyncRead> LineReader<tokio::io::BufReader<R>> {
     /// Whether a whole line is already buffered, so the next
     /// [`LineReader::next_line`] returns without waiting for input.
     pub fn has_buffered_line(&self) -> bool {
-        memchr_newline(self.inner.buffer()).is_some()
+        let buffered = self.inner.buffer();
+        // Past the line returned last, if it is still in the buffer.
+        let unread = match self.returned {
+            Returned::InBuffer(length) => buffered.get(length..).unwrap_or_default(),
+            _ => buffered,
+        };
+        memchr::memchr(b'\n', unread).is_some()
     }
-}
-
-fn memchr_newline(buf: &[u8]) -> Option<usize> {
-    buf.iter().position(|&b| b == b'\n')
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -151,6 +173,10 @@ fn cost(lines: &[u8]) -> u32 {
 const QUEUE: usize = 4096;
 /// …and bytes.
 const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// [`Writer::push`] encodes straight into the pending bytes while fewer than
+/// this are waiting (a burst of requests from many callers at once fits),
+/// and queues beyond it (so the queue's bound is what callers feel).
+const DIRECT_LIMIT: usize = 1024 * 1024;
 /// The writer takes from its queue until this much is pending, then writes:
 /// about what a pipe holds, so the reader can start on the first part while
 /// the rest is collected (and the queue's bound is what producers feel).
@@ -306,7 +332,7 @@ impl Writer {
             if state.stopped || state.closed {
                 return Err(WriterStopped);
             }
-            if state.backlog() < WRITE_CHUNK && state.failed.is_none() {
+            if state.backlog() < DIRECT_LIMIT && state.failed.is_none() {
                 frame.write_line(&mut state.pending);
                 drop(state);
                 self.shared.wake.notify_one();
@@ -431,7 +457,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Serializes a frame as one line, newline included.
 pub fn frame_line(frame: &devctl_contract::protocol::Frame) -> Vec<u8> {
-    let mut line = Vec::new();
+    // Most frames fit; fewer reallocations while encoding.
+    let mut line = Vec::with_capacity(256);
     frame.write_line(&mut line);
     line
 }
@@ -464,6 +491,41 @@ mod tests {
                 Ok("gamma".into())
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn whole_buffered_lines_and_lines_in_pieces_read_alike() {
+        // One big buffer: lines come straight from it; a small one: gathered.
+        for capacity in [4, 64 * 1024] {
+            let input: &[u8] = b"first\r\nsecond\ntoo-long-line\nlast";
+            let mut reader =
+                LineReader::new(tokio::io::BufReader::with_capacity(capacity, input), 8);
+            let mut got = Vec::new();
+            loop {
+                match reader.next_line().await {
+                    Ok(Some(line)) => got.push(String::from_utf8_lossy(line).into_owned()),
+                    Ok(None) => break,
+                    Err(err) => got.push(err.to_string()),
+                }
+            }
+            assert_eq!(
+                got,
+                ["first", "second", "a line exceeded 8 bytes", "last"],
+                "buffer of {capacity} bytes"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_returned_line_does_not_count_as_buffered() {
+        let input: &[u8] = b"one\ntwo\nthree";
+        let mut reader = LineReader::new(tokio::io::BufReader::new(input), 100);
+        assert_eq!(reader.next_line().await.unwrap(), Some(&b"one"[..]));
+        assert!(reader.has_buffered_line(), "two is buffered");
+        assert_eq!(reader.next_line().await.unwrap(), Some(&b"two"[..]));
+        assert!(!reader.has_buffered_line(), "three has no newline yet");
+        assert_eq!(reader.next_line().await.unwrap(), Some(&b"three"[..]));
+        assert_eq!(reader.next_line().await.unwrap(), None);
     }
 
     #[tokio::test]
