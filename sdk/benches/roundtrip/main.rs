@@ -27,6 +27,10 @@ use tokio::task::JoinSet;
 
 const AS_PLUGIN: &str = "DEVCTL_BENCH_AS_PLUGIN";
 const AS_FLOOR: &str = "DEVCTL_BENCH_AS_FLOOR";
+/// Set to a pair's name to measure only it (for a profiler)…
+const ONLY_PAIR: &str = "DEVCTL_BENCH_ONLY";
+/// …with this many requests.
+const REQUESTS: &str = "DEVCTL_BENCH_REQUESTS";
 /// Requests in flight at most, for every host.
 const WINDOW: usize = 1024;
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -255,6 +259,29 @@ fn main() -> ExitCode {
     let mut floor_host_sdk = floor::Host::start(own_command(AS_PLUGIN));
     let (sdk_client, sdk_floor_client) =
         runtime.block_on(async { (start(&sdk).await, start(&floor_plugin).await) });
+    // One pair only, pipelined, for a profiler (see the README: counting
+    // instructions with callgrind is steady where timings are not).
+    if let Some(pair) = std::env::var_os(ONLY_PAIR) {
+        let requests: usize = std::env::var(REQUESTS)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(per_round);
+        let per_s = match pair.to_str() {
+            Some("floor") => floor_host.pipelined(&input, requests, WINDOW),
+            Some("sdk") => runtime.block_on(pipelined(&sdk_client, requests)),
+            Some("sdk-host") => runtime.block_on(pipelined(&sdk_floor_client, requests)),
+            Some("sdk-plugin") => floor_host_sdk.pipelined(&input, requests, WINDOW),
+            _ => panic!("{ONLY_PAIR} is one of floor, sdk, sdk-host, sdk-plugin"),
+        };
+        println!("{pair:?}: {requests} requests, {per_s:.0}/s");
+        floor_host.close();
+        floor_host_sdk.close();
+        runtime.block_on(async {
+            close(sdk_floor_client).await;
+            close(sdk_client).await;
+        });
+        return ExitCode::SUCCESS;
+    }
     floor_host.sequential(&input, 200);
     floor_host_sdk.sequential(&input, 200);
     let latency = [
