@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use devctl_contract::protocol::{decode_frame, Event, Frame, FrameError, Response};
 use devctl_contract::ErrorCode;
+use rustc_hash::FxHashMap;
 use tokio::io::AsyncBufRead;
 use tokio::sync::{oneshot, Notify};
 
@@ -55,8 +56,9 @@ pub(crate) struct Connection {
 
 #[derive(Default)]
 struct Routes {
-    /// Calls waiting for an answer, by the number in their request id.
-    pending: HashMap<u64, Waiter>,
+    /// Calls waiting for an answer, by the number in their request id
+    /// (numbers the connection issued: no need for a keyed hash).
+    pending: FxHashMap<u64, Waiter>,
     /// No pending call's deadline is earlier (it may be a call answered
     /// since: [`expire_calls`] then only looks again).
     next_deadline: Option<Instant>,

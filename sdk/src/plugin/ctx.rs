@@ -82,18 +82,24 @@ struct CtxInner {
 }
 
 impl Ctx {
-    pub(crate) fn new(request: &Request, shutdown: watch::Receiver<bool>) -> Ctx {
-        let deadline = request
-            .ctx
+    /// The context of `request`, whose input goes to the handler apart.
+    pub(crate) fn new(request: Request, shutdown: watch::Receiver<bool>) -> (Ctx, Value) {
+        let Request {
+            request_id,
+            op,
+            ctx,
+            input,
+        } = request;
+        let deadline = ctx
             .deadline_ms
             .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
-        Ctx {
+        let ctx = Ctx {
             inner: Arc::new(CtxInner {
-                request_id: request.request_id.clone(),
-                op: request.op.clone(),
-                repo_root: request.ctx.repo_root.as_ref().map(PathBuf::from),
-                cwd: request.ctx.cwd.as_ref().map(PathBuf::from),
-                dry_run: request.ctx.dry_run,
+                request_id,
+                op,
+                repo_root: ctx.repo_root.map(PathBuf::from),
+                cwd: ctx.cwd.map(PathBuf::from),
+                dry_run: ctx.dry_run,
                 deadline,
                 shutdown,
                 warnings: Mutex::new(Vec::new()),
@@ -102,7 +108,8 @@ impl Ctx {
                 watched: AtomicBool::new(false),
                 answer_sent: Notify::new(),
             }),
-        }
+        };
+        (ctx, input)
     }
 
     pub fn request_id(&self) -> &str {

@@ -83,7 +83,7 @@ impl Plugin {
         F: Fn(Ctx, I) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<O, OpError>> + Send + 'static,
     {
-        let op = name.to_owned();
+        let op: Arc<str> = name.into();
         let handler = Arc::new(handler);
         let erased: OpFn = Arc::new(move |ctx, input| {
             let handler = handler.clone();
@@ -111,7 +111,7 @@ impl Plugin {
         F: Fn(Ctx, I, EventSink) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), OpError>> + Send + 'static,
     {
-        let op = name.to_owned();
+        let op: Arc<str> = name.into();
         let handler = Arc::new(handler);
         let erased: StreamFn = Arc::new(move |ctx, input, sink| {
             let handler = handler.clone();
