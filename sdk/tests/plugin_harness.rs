@@ -376,3 +376,41 @@ async fn a_blocking_handler_that_finishes_soon_after_stdin_closes_is_answered() 
     });
     assert!(answered, "{rest:?}");
 }
+
+#[tokio::test]
+async fn past_max_waiting_handlers_a_request_that_would_wait_is_refused_and_none_is_lost() {
+    use devctl_sdk::plugin::MAX_WAITING;
+    let mut harness = Harness::start(plugin()).await;
+    // No deadline: each waits until it is cancelled at stdin EOF.
+    let mut waiting = Vec::new();
+    for _ in 0..MAX_WAITING {
+        waiting.push(harness.send("sleep", json!({"ms": 3_600_000})).await);
+    }
+    let refused = harness.request("sleep", json!({"ms": 1})).await;
+    let error = refused.error.expect("refused with an error");
+    assert_eq!(error.code, ErrorCode::Runtime);
+    assert!(
+        error
+            .message
+            .contains(&format!("{MAX_WAITING} requests are already waiting")),
+        "{}",
+        error.message
+    );
+    // What finishes at once is still answered.
+    assert!(harness.request("echo", json!({"x": 1})).await.ok);
+    let rest = harness.finish().await;
+    let canceled = rest
+        .iter()
+        .filter_map(|frame| match frame {
+            Frame::Response(response) if waiting.contains(&response.request_id) => {
+                response.error.as_ref().map(|error| error.code.clone())
+            }
+            _ => None,
+        })
+        .filter(|code| *code == ErrorCode::Canceled)
+        .count();
+    assert_eq!(
+        canceled, MAX_WAITING,
+        "every waiting request got E_CANCELED"
+    );
+}

@@ -48,6 +48,12 @@ type OpFn = Arc<dyn Fn(Ctx, Value) -> BoxFuture<Result<Value, OpError>> + Send +
 type StreamFn = Arc<dyn Fn(Ctx, Value, EventSink) -> BoxFuture<Result<(), OpError>> + Send + Sync>;
 type CommandFn = Arc<dyn Fn(Ctx, CommandRunInput) -> BoxFuture<Result<i32, OpError>> + Send + Sync>;
 
+/// Handlers that may be waiting (not finished on their first poll) at once.
+/// Beyond it, a request whose handler would wait is answered at once with
+/// `E_RUNTIME` (and the handler dropped), so a host that keeps asking while
+/// nothing gets answered cannot make the plugin grow without bound.
+pub const MAX_WAITING: usize = 1024;
+
 /// Default bound on one input line (a request): the protocol's frame limit.
 pub const DEFAULT_MAX_LINE: usize = devctl_contract::limits::MAX_FRAME_BYTES;
 

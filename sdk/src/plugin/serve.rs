@@ -28,11 +28,12 @@ use devctl_contract::protocol::{ErrorBody, Frame, Handshake, Request, Response};
 use devctl_contract::ErrorCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite, BufReader};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::takeover::Role;
+use super::MAX_WAITING;
 use super::{BoxFuture, CommandFn, Ctx, EventSink, OpError, OpFn, StreamFn};
 use crate::frame_io::{frame_line, spawn_writer, FrameSender, LineError, LineReader, Writer};
 
@@ -76,6 +77,8 @@ struct Loop {
     shutdown: watch::Receiver<bool>,
     /// Handlers that had to wait, and streams.
     tasks: Mutex<JoinSet<()>>,
+    /// Room for [`MAX_WAITING`] handlers that wait.
+    waiting: Arc<Semaphore>,
     next_stream: AtomicU64,
     role: Role<Reading, Ctx>,
     /// Input ended (EOF or a read error).
@@ -108,6 +111,7 @@ where
         frames,
         shutdown: shutdown_rx,
         tasks: Mutex::new(JoinSet::new()),
+        waiting: Arc::new(Semaphore::new(MAX_WAITING)),
         next_stream: AtomicU64::new(0),
         role: Role::new(reading),
         input_ended: Notify::new(),
@@ -289,6 +293,23 @@ async fn dispatch(
     })
     .await;
     let reading = shared.role.resume(generation);
+    // A host that keeps asking while nothing gets answered could otherwise
+    // make the plugin hold any number of waiting handlers (and their
+    // answers): past the bound, a request that would wait is refused.
+    let mut waiting = None;
+    let first = match first {
+        Poll::Pending => match shared.waiting.clone().try_acquire_owned() {
+            Ok(permit) => {
+                waiting = Some(permit);
+                Poll::Pending
+            }
+            Err(_) => Poll::Ready(Err(OpError::runtime(format!(
+                "{MAX_WAITING} requests are already waiting in this plugin; \
+                 retry once some are answered"
+            )))),
+        },
+        ready => ready,
+    };
     match first {
         Poll::Ready(result) => {
             // Unless it was answered for it meanwhile (an orphan past its
@@ -314,6 +335,7 @@ async fn dispatch(
             spawn(
                 shared,
                 async move {
+                    let _waiting = waiting;
                     let result = bounded(&ctx, work).await;
                     if ctx.claim_answer() {
                         let _ = frames.send(frame_line(&response(&ctx, result))).await;
