@@ -172,6 +172,26 @@ async fn the_deadline_becomes_e_timeout() {
 }
 
 #[tokio::test]
+async fn a_deadline_of_u64_max_ms_is_served_like_any_other() {
+    let mut harness = Harness::start(plugin()).await;
+    let request = Request {
+        request_id: "far".into(),
+        op: "ctx".into(),
+        ctx: RequestContext {
+            deadline_ms: Some(u64::MAX),
+            ..RequestContext::default()
+        },
+        input: json!({}),
+    };
+    harness.send_request(&request).await;
+    let response = harness.response_to("far").await;
+    assert!(response.ok, "{response:?}");
+    // The plugin is still serving.
+    assert!(harness.request("echo", json!(1)).await.ok);
+    harness.finish().await;
+}
+
+#[tokio::test]
 async fn stdin_eof_cancels_work_in_flight_and_ends_streams() {
     let mut harness = Harness::start(plugin()).await;
     let slow = harness.send("sleep", json!({"ms": 60_000})).await;

@@ -90,9 +90,10 @@ impl Ctx {
             ctx,
             input,
         } = request;
+        // A deadline past the clock's range is no deadline (not a panic).
         let deadline = ctx
             .deadline_ms
-            .map(|ms| Instant::now() + std::time::Duration::from_millis(ms));
+            .and_then(|ms| Instant::now().checked_add(std::time::Duration::from_millis(ms)));
         let ctx = Ctx {
             inner: Arc::new(CtxInner {
                 request_id,
